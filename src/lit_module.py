@@ -1,0 +1,110 @@
+"""The Lightning wrapper: loss, metrics, logging, optimizer and scheduler around a plain LeNet-5."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from src.models.lenet5 import LeNet5
+
+STAGES = ("train", "val", "test")
+
+
+class LitLeNet5(L.LightningModule):
+    """LeNet-5 classifier.
+
+    Its arguments are plain dicts (the ``model``, ``optimizer`` and ``scheduler`` config groups), saved as
+    hyperparameters, so a checkpoint rebuilds the run's model on its own and loads with ``weights_only=True``.
+    """
+
+    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        net_args = {k: v for k, v in model.items() if k not in ("compile", "channels_last")}
+        self.net = LeNet5(**net_args)
+        num_classes = self.net.classifier[-1].out_features
+        self.example_input_array = torch.zeros(1, self.net.features[0].in_channels, 32, 32)
+        # Metrics accumulate on the device and are read once per epoch: no per-step host sync.
+        # validate_args/nan_strategy checks would each force a sync per update, so they are off.
+        self.metrics = torch.nn.ModuleDict()
+        for s in STAGES:  # keys like "train_acc": a plain "train" would clash with nn.Module.train
+            self.metrics[f"{s}_acc"] = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+            self.metrics[f"{s}_loss"] = MeanMetric(nan_strategy="disable")
+        self.val_acc_best = MaxMetric(nan_strategy="disable")
+        self.val_acc_best.persistent(True)  # kept in checkpoints so a resumed run remembers its best
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.metrics[f"{stage}_acc"].update(logits.detach(), y)
+        # A device-side weight: a Python number would be copied to the device (a sync) on every step.
+        self.metrics[f"{stage}_loss"].update(loss.detach(), weight=torch.full_like(loss, y.shape[0]).detach())
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        # Lightning only turns this into a Python float on logging steps (trainer.log_every_n_steps).
+        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> dict[str, Tensor]:
+        values = {}
+        for name in ("acc", "loss"):
+            metric = self.metrics[f"{stage}_{name}"]
+            values[f"{stage}/{name}"] = metric.compute()
+            metric.reset()
+        return values
+
+    def on_train_start(self) -> None:
+        # The sanity check's validation batches must not count towards the best accuracy.
+        self.val_acc_best.reset()
+
+    def on_train_epoch_end(self) -> None:
+        values = self._log_epoch("train")
+        self.log("train/acc", values["train/acc"], prog_bar=True)
+        self.log("train/loss_epoch", values["train/loss"])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_epoch("val")
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(values["val/acc"])
+            values["val/acc_best"] = self.val_acc_best.compute()
+        self.log_dict(values, prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self._log_epoch("test"))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        options = dict(self.hparams.scheduler)
+        interval, monitor = options.pop("interval", "epoch"), options.pop("monitor", None)
+        # Schedules that need the run's length get it in their own unit (steps or epochs) when left null.
+        length = self.trainer.estimated_stepping_batches if interval == "step" else self.trainer.max_epochs
+        scheduler_fn = instantiate(options)
+        params = inspect.signature(scheduler_fn.func).parameters
+        extra = {k: int(length) for k in ("total_steps", "T_max") if k in params and options.get(k) is None}
+        scheduler = scheduler_fn(optimizer, **extra)
+        config = {"scheduler": scheduler, "interval": interval}
+        if monitor:
+            config["monitor"] = monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
