@@ -1,0 +1,84 @@
+"""Every config group option composes with Hydra's compose API and instantiates into real objects."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from src.config import CONFIG_DIR
+from src.train import build
+
+from tests.helpers import TINY, run_module
+
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONFIG_DIR.iterdir() if g.is_dir()}
+
+
+def compose_run(overrides: list[str], tmp_path: Path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=False)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    return cfg
+
+
+def test_groups_are_the_documented_ones():
+    assert GROUPS["optimizer"] == ["adam", "sgd"]
+    assert GROUPS["scheduler"] == ["cosine", "none", "onecycle", "plateau", "step"]
+    assert {"mnist", "fashion_mnist"} <= set(GROUPS["data"])
+    assert {"tensorboard", "csv"} <= set(GROUPS["logger"])
+    assert {"d2l_sigmoid", "lenet5_tanh", "modern"} <= set(GROUPS["experiment"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{group}={option}" for group in ("data", "model", "optimizer", "trainer", "logger", "callbacks")
+     for option in GROUPS[group] if not (group == "trainer" and option in ("gpu", "ddp"))],
+)  # fmt: skip
+def test_group_option_instantiates(override, tmp_path, data_dir):
+    cfg = compose_run([override], tmp_path)
+    datamodule, model, trainer = build(cfg)
+    assert isinstance(datamodule, L.LightningDataModule) and isinstance(trainer, L.Trainer)
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("scheduler", GROUPS["scheduler"])
+@pytest.mark.parametrize("optimizer", GROUPS["optimizer"])
+def test_optimizer_and_scheduler_build_and_step(optimizer, scheduler, tmp_path, data_dir):
+    """configure_optimizers needs the trainer (run length), so each pair trains for a few batches."""
+    cfg = compose_run([f"optimizer={optimizer}", f"scheduler={scheduler}", *TINY, "logger=csv", "test=false"], tmp_path)
+    datamodule, model, trainer = build(cfg)
+    trainer.fit(model, datamodule=datamodule)
+    opt = trainer.optimizers[0]
+    assert type(opt).__name__ == {"sgd": "SGD", "adam": "Adam"}[optimizer]
+    assert opt.defaults["lr"] == cfg.optimizer.lr and trainer.global_step == 3
+    configs = trainer.lr_scheduler_configs
+    assert len(configs) == (0 if scheduler == "none" else 1)
+
+
+@pytest.mark.parametrize("experiment", GROUPS["experiment"])
+def test_experiment_composes(experiment, tmp_path, data_dir):
+    cfg = compose_run([f"experiment={experiment}"], tmp_path)
+    datamodule, model, trainer = build(cfg)
+    if experiment == "d2l_sigmoid":
+        assert cfg.data.dataset == "fashion_mnist" and cfg.model.activation == "sigmoid"
+        assert cfg.optimizer.lr == 0.9 and cfg.data.batch_size == 256 and cfg.trainer.max_epochs == 10
+        assert cfg.model.init == "xavier" and cfg.model.pooling == "avg" and cfg.data.pad == 2
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("model.activaton=tanh", "Could not override 'model.activaton'"),
+        ("optimizer=adamm", "Could not find 'optimizer/adamm'"),
+    ],
+)
+def test_misspelt_key_or_choice_fails_at_start_with_hydras_message(override, expected, tmp_path):
+    result = run_module("src.train", override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert not (tmp_path / "checkpoints").exists()

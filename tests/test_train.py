@@ -1,0 +1,115 @@
+"""End-to-end: ``python -m src.train`` as a subprocess on the real data, read back with TensorBoard's reader."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tests.helpers import TINY, read_scalars, run_module
+
+SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
+
+
+def hparams_experiment(acc) -> plugin_data_pb2.HParamsPluginData:
+    content = acc.PluginTagToContent("hparams")
+    for raw in content.values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
+        if data.HasField("experiment"):
+            return data.experiment
+    raise AssertionError(f"no hparams experiment summary among {list(content)}")
+
+
+def test_train_end_to_end(tmp_path: Path, data_dir):
+    result = run_module("src.train", *TINY, "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    acc = read_scalars(tmp_path / "tensorboard")
+    assert SCALARS <= set(acc.Tags()["scalars"])
+    experiment = hparams_experiment(acc)
+    metric_tags = {m.name.tag for m in experiment.metric_infos}
+    assert {"val/acc_best", "test/acc", "test/loss"} <= metric_tags
+    hparam_names = {h.name for h in experiment.hparam_infos}
+    assert {"model/activation", "model/pooling", "optimizer/lr", "data/batch_size", "data/dataset", "seed"} <= hparam_names
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["model"]["activation"] == "relu"
+    assert isinstance(ckpt["hyper_parameters"]["optimizer"], dict)  # plain containers, not OmegaConf
+    assert any(p.name.startswith("best-") for p in (tmp_path / "checkpoints").iterdir())
+
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 <= summary["metrics"]["test/acc"] <= 1
+    assert summary["metrics"]["test/acc"] == pytest.approx(acc.Scalars("test/acc")[-1].value, abs=1e-6)
+    assert (tmp_path / ".hydra" / "config.yaml").is_file() and (tmp_path / "train.log").is_file()
+    assert "Final metrics: " in (tmp_path / "train.log").read_text()
+
+
+def test_two_runs_started_together_get_their_own_folders(tmp_path: Path, data_dir):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    cmd = [sys.executable, "-m", "src.train", *TINY, "test=false", f"paths.log_dir={tmp_path}"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    runs = sorted(tmp_path.glob("runs/*/*"))
+    assert len(runs) == 2, runs
+    assert all((run / "checkpoints" / "last.ckpt").is_file() for run in runs)
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path: Path, data_dir):
+    result = run_module("src.train", "-m", "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job, activation in zip(jobs, ["relu", "tanh"]):
+        assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+        assert f"activation: {activation}" in (job / ".hydra" / "config.yaml").read_text()
+        assert "test/acc" in read_scalars(job / "tensorboard").Tags()["scalars"]
+
+
+def test_gpu_without_a_gpu_gives_lightnings_error(tmp_path: Path, data_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_module("src.train", "trainer.accelerator=gpu", *TINY, f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "gpu" in result.stderr.lower() and "MisconfigurationException" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_gpu(tmp_path: Path, data_dir):
+    result = run_module("src.train", "trainer.accelerator=gpu", *TINY, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GPU available: True (cuda), used: True" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_one_epoch_of_mnist_reaches_97_percent(tmp_path: Path, data_dir):
+    result = run_module(
+        "src.train", "trainer.max_epochs=1", "model.activation=relu", "model.pooling=max", "optimizer=sgd",
+        "optimizer.lr=0.05", "optimizer.momentum=0.9", "data.batch_size=64", "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    test_acc = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["test/acc"]
+    print(f"one MNIST epoch: test/acc={test_acc:.4f}")
+    assert test_acc >= 0.97
+
+
+@pytest.mark.slow
+def test_one_epoch_of_d2l_sigmoid_learns(tmp_path: Path, data_dir):
+    result = run_module(
+        "src.train", "experiment=d2l_sigmoid", "trainer.max_epochs=1", "trainer.log_every_n_steps=10",
+        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = [s.value for s in read_scalars(tmp_path / "tensorboard").Scalars("train/loss")]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    print(f"d2l_sigmoid epoch 1: train/loss {first:.3f} -> {last:.3f}")
+    assert last < first - 0.3
