@@ -28,10 +28,12 @@ class LitLeNet5(L.LightningModule):
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        net_args = {k: v for k, v in model.items() if k not in ("compile", "channels_last")}
+        net_args = {k: v for k, v in model.items() if k != "compile"}
         self.net = LeNet5(**net_args)
         num_classes = self.net.classifier[-1].out_features
         self.example_input_array = torch.zeros(1, self.net.features[0].in_channels, 32, 32)
+        if model.get("compile"):
+            self.net.compile()  # in place: state_dict keys stay those of the plain model
         # Metrics accumulate on the device and are read once per epoch: no per-step host sync.
         # validate_args/nan_strategy checks would each force a sync per update, so they are off.
         self.metrics = torch.nn.ModuleDict()

@@ -101,7 +101,7 @@ class MNISTDataModule(L.LightningDataModule):
         dataset: str = "mnist",
         data_dir: str = "data",
         batch_size: int = 256,
-        eval_batch_size: int = 1024,
+        eval_batch_size: int = 500,
         val_size: int = 5000,
         pad: int = 2,
         split_seed: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -31,6 +32,7 @@ class LeNet5(nn.Module):
         in_channels: int = 1,
         num_classes: int = 10,
         init: str = "default",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         check_choice("model.activation", activation, ACTIVATIONS)
@@ -49,9 +51,12 @@ class LeNet5(nn.Module):
         )  # fmt: skip
         if init != "default":
             self.apply(_INIT_FNS[init])
+        # NHWC layout: the same arithmetic, but oneDNN's conv and pooling kernels run faster on it (README, Speed)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x.contiguous(memory_format=self.memory_format)))
 
 
 def _xavier(m: nn.Module) -> None:

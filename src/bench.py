@@ -1,0 +1,316 @@
+"""Benchmark: where LeNet-5's training time goes, measured side by side in one run on one machine.
+
+    python -m src.bench                      # CPU, MNIST, batch 256, 4 epochs per variant
+    python -m src.bench --accelerator gpu    # the same on a GPU
+    python -m src.bench --tiny               # a few batches per variant: checks the plumbing, not speed
+
+Variants (same LeNet-5, SGD lr 0.05 momentum 0.9, batch size and epochs; each epoch = train + validate):
+  textbook   plain PyTorch as the tutorials write it: torchvision MNIST, PIL transforms, DataLoader
+  raw        plain PyTorch over the tensor-resident data (the lower bound for this model)
+  lightning  ``python -m src.train`` as users run it (logging, checkpointing and progress bar on)
+plus ``--extra NAME=OVERRIDES`` for more Lightning variants (e.g. ``--extra "bf16=trainer.precision=bf16-mixed"``),
+and the time to 99.0% MNIST test accuracy for ``experiment=fast_mnist``. Each variant runs in its own process so
+its peak memory is its own. Results go to ``outputs/bench/<time>/``: results.json, results.md and chart.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from src.config import PROJECT_ROOT
+
+SEED, LR, MOMENTUM = 42, 0.05, 0.9  # the benchmark's recipe for every variant
+TRAIN_IMAGES = 55_000
+
+
+def data_dir() -> str:
+    return os.environ.get("DATA_DIR", str(PROJECT_ROOT / "data"))
+
+
+# -- the two plain-PyTorch variants, each run in a worker process ------------------------------------------
+def textbook_loaders(batch_size: int) -> tuple[Any, Any, Any]:
+    """The tutorials' pipeline: torchvision dataset + PIL transforms + DataLoader (same split as src.data)."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose(
+        [transforms.Pad(2), transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+    )
+    train = datasets.MNIST(data_dir(), train=True, transform=transform)
+    test = datasets.MNIST(data_dir(), train=False, transform=transform)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    return (
+        DataLoader(Subset(train, order[5000:].tolist()), batch_size=batch_size, shuffle=True),
+        DataLoader(Subset(train, order[:5000].tolist()), batch_size=batch_size),
+        DataLoader(test, batch_size=batch_size),
+    )
+
+
+def compose_config(overrides: list[str]) -> Any:
+    """The same composed config ``src.train`` would run with these overrides."""
+    from hydra import compose, initialize_config_dir
+
+    from src.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def evaluate(net: torch.nn.Module, loader: Any, device: torch.device, limit: int | None) -> float:
+    net.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for i, (x, y) in enumerate(loader):
+            if limit is not None and i >= limit:
+                break
+            x, y = x.to(device), y.to(device)
+            correct += (net(x).argmax(1) == y).sum()
+            total += len(y)
+    net.train()
+    return float(correct) / max(total, 1)
+
+
+def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | None, overrides: list[str]) -> dict:
+    """Train with a plain PyTorch loop. ``raw`` takes model, optimizer and data settings from the composed config,
+    exactly as ``src.train`` would, so the only difference left is Lightning; ``textbook`` is the tutorials' code."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from src.models import LeNet5
+
+    cfg = compose_config(overrides)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    torch.manual_seed(cfg.seed)
+    if variant == "textbook":
+        train, val, test = textbook_loaders(cfg.data.batch_size)
+        net = LeNet5(activation=cfg.model.activation, pooling=cfg.model.pooling).to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr, momentum=cfg.optimizer.momentum)
+    else:
+        model_args = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "compile"}
+        net = LeNet5(**model_args).to(device)
+        opt = instantiate(cfg.optimizer)(net.parameters())
+        dm = instantiate(cfg.data)
+        dm.setup()
+        for split, (images, labels) in dm._splits.items():
+            dm._splits[split] = (images.to(device), labels.to(device))
+        train, val, test = dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()
+    epoch_seconds = []
+    for epoch in range(epochs):
+        if hasattr(train, "sampler") and hasattr(train.sampler, "set_epoch"):
+            train.sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        for i, (x, y) in enumerate(train):
+            if limit is not None and i >= limit:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        evaluate(net, val, device, limit)  # validation each epoch, as the Lightning run does
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_seconds.append(time.perf_counter() - start)
+    result = {"epoch_seconds": epoch_seconds, "test_acc": evaluate(net, test, device, limit)}
+    if device.type == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+# -- the driver ----------------------------------------------------------------------------------------------
+def run_process(cmd: list[str], log_path: Path) -> tuple[int, float]:
+    """Run a command, logging its output; return its exit code and its own peak resident memory in MiB."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def lightning_result(run_dir: Path) -> dict:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    result = {
+        "epoch_seconds": [s.value for s in acc.Scalars("time/epoch_s")],
+        "test_acc": summary["metrics"].get("test/acc"),
+    }
+    if "peak_gpu_mb" in summary:
+        result["peak_gpu_mb"] = summary["peak_gpu_mb"]
+    if "tta/seconds_to_target" in acc.Tags()["scalars"]:
+        result["seconds_to_target"] = acc.Scalars("tta/seconds_to_target")[-1].value
+    result["tta_curve"] = (
+        [(s.value, t.value) for s, t in zip(acc.Scalars("tta/train_s"), acc.Scalars("tta/test_acc"))]
+        if "tta/test_acc" in acc.Tags()["scalars"]
+        else []
+    )
+    return result
+
+
+def lightning_command(args: argparse.Namespace, run_dir: Path, overrides: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={run_dir}", f"trainer.accelerator={args.accelerator}"]
+    if args.tiny:
+        cmd += [f"trainer.limit_{s}_batches={args.limit}" for s in ("train", "val", "test")]
+    return cmd + overrides
+
+
+def machine_info(accelerator: str) -> dict[str, str]:
+    import lightning
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}",
+    }
+    if accelerator == "gpu" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_report(out: Path, results: dict[str, dict], info: dict[str, str], args: argparse.Namespace) -> str:
+    rows, medians = [], {}
+    for name, r in results.items():
+        if "epoch_seconds" not in r:
+            rows.append(f"| {name} | failed (exit {r.get('exit_code')}) | | | |")
+            continue
+        later = r["epoch_seconds"][1:] or r["epoch_seconds"]
+        medians[name] = statistics.median(later)
+        images = (args.limit * args.batch_size) if args.tiny else TRAIN_IMAGES
+        memory = f"{r['peak_rss_mb']:.0f}" + (f" (GPU {r['peak_gpu_mb']:.0f})" if "peak_gpu_mb" in r else "")
+        acc = f"{r['test_acc']:.4f}" if r.get("test_acc") is not None else "n/a"
+        rows.append(f"| {name} | {medians[name]:.3f} | {images / medians[name]:,.0f} | {acc} | {memory} |")
+    lines = [
+        f"Benchmark, {info['date']}: {info['machine']}{', ' + info['gpu'] if 'gpu' in info else ''}; {info['versions']}.",
+        f"MNIST, LeNet-5 (ReLU, max pooling), SGD lr {LR} momentum {MOMENTUM}, batch {args.batch_size}, "
+        f"{args.epochs} epochs{' (tiny mode: a few batches, not a speed measurement)' if args.tiny else ''}; "
+        f"epoch = train on 55,000 images + validate on 5,000; median over epochs after the first.",
+        "",
+        "| variant | median epoch s | train images/s | test acc | peak memory MiB |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    for ref in ("textbook", "raw"):
+        if "lightning" in medians and ref in medians:
+            lines.append(f"- lightning / {ref}: {medians['lightning'] / medians[ref]:.3f}")
+    tta = results.get("fast_mnist", {})
+    if "seconds_to_target" in tta:
+        lines.append(f"- time to 99.0% MNIST test accuracy (experiment=fast_mnist): {tta['seconds_to_target']:.2f} s of training")
+    elif tta:
+        best = max((a for _, a in tta.get("tta_curve", [])), default=None)
+        lines.append(f"- experiment=fast_mnist did not reach 99.0% test accuracy (best {best})")
+    report = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(report)
+    (out / "results.json").write_text(json.dumps({"info": info, "results": results}, indent=2))
+    plot(out / "chart.png", medians, info)
+    return report
+
+
+def plot(path: Path, medians: dict[str, float], info: dict[str, str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(medians) + 1.5))
+    names = list(medians)[::-1]
+    bars = ax.barh(names, [medians[n] for n in names], color="tab:blue")
+    ax.bar_label(bars, fmt="%.2f s", padding=3)
+    ax.set_xlabel("median seconds per epoch (lower is better)")
+    ax.set_title(f"LeNet-5 on MNIST, {info.get('gpu', 'CPU')}", fontsize=10)
+    ax.margins(x=0.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--tiny", action="store_true", help="a few batches per variant (CI)")
+    parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")
+    parser.add_argument("--variants", default="textbook,raw,lightning,fast_mnist")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="another Lightning variant: a name and src.train overrides")  # fmt: skip
+    parser.add_argument("--worker", choices=["textbook", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: no CUDA GPU is available on this machine")
+    if args.tiny:
+        args.epochs = min(args.epochs, 2)
+
+    if args.worker:  # inside a worker process: run one plain loop and write its result
+        limit = args.limit if args.tiny else None
+        result = run_plain_loop(args.worker, args.epochs, args.accelerator, limit, json.loads(args.overrides))
+        args.result.write_text(json.dumps(result))
+        return 0
+
+    from src.data import MNISTDataModule
+
+    MNISTDataModule(data_dir=data_dir()).prepare_data()  # missing data: one clear error before any variant runs
+    out = args.out or PROJECT_ROOT / "outputs" / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    common = [f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}", "scheduler=none",
+              "model.activation=relu", "model.pooling=max", "optimizer=sgd", f"optimizer.lr={LR}",
+              f"optimizer.momentum={MOMENTUM}", f"seed={SEED}", f"paths.data_dir={data_dir()}"]  # fmt: skip
+    jobs: dict[str, list[str]] = {}
+    for name in args.variants.split(","):
+        if name in ("textbook", "raw"):
+            jobs[name] = [sys.executable, "-m", "src.bench", "--worker", name, "--result", str(out / f"{name}.json"),
+                          f"--epochs={args.epochs}", f"--accelerator={args.accelerator}", f"--limit={args.limit}",
+                          *(["--tiny"] if args.tiny else []), "--overrides", json.dumps(common)]  # fmt: skip
+        elif name == "lightning":
+            jobs[name] = lightning_command(args, out / name, common)
+        elif name == "fast_mnist":
+            tta = ["experiment=fast_mnist", "+callbacks.time_to_accuracy._target_=src.callbacks.TimeToAccuracy",
+                   "+callbacks.time_to_accuracy.target=0.99", f"seed={SEED}"]  # fmt: skip
+            jobs[name] = lightning_command(args, out / name, tta + (["trainer.max_epochs=1"] if args.tiny else []))
+        else:
+            parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, fast_mnist")
+    for extra in args.extra:
+        name, _, overrides = extra.partition("=")
+        jobs[name] = lightning_command(args, out / name, common + shlex.split(overrides))
+
+    results: dict[str, dict] = {}
+    for name, cmd in jobs.items():
+        print(f"[bench] {name}: {shlex.join(cmd[1:])}", flush=True)
+        code, rss = run_process(cmd, out / f"{name}.log")
+        result: dict[str, Any] = {"exit_code": code, "peak_rss_mb": rss, "command": shlex.join(cmd[1:])}
+        if code == 0:
+            result.update(json.loads((out / f"{name}.json").read_text()) if name in ("textbook", "raw")
+                          else lightning_result(out / name))  # fmt: skip
+        else:
+            print(f"[bench] {name} failed with exit code {code}; see {out / (name + '.log')}", flush=True)
+        results[name] = result
+    print(write_report(out, results, machine_info(args.accelerator), args))
+    print(f"[bench] written to {out}")
+    return 0 if all(r["exit_code"] == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
