@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -42,6 +44,10 @@ class HParamsSession(L.Callback):
 
 class EpochThroughput(L.Callback):
     """Logs ``time/epoch_s`` and ``time/images_per_s`` for each training epoch."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run resumed mid-epoch skips that epoch's on_train_epoch_start: time it from here.
+        self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start, self._images = time.perf_counter(), 0
@@ -102,3 +108,111 @@ class TimeToAccuracy(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # With validation off for an epoch the clock stops here instead.
         self.on_validation_epoch_start(trainer, pl_module)
+
+
+class LearningCurves(L.Callback):
+    """Keeps each epoch's metrics; at the end writes ``history.json`` and ``learning_curves.png`` to the run folder."""
+
+    KEYS = {"train/loss": "train/loss_epoch", "train/acc": "train/acc", "val/loss": "val/loss", "val/acc": "val/acc"}
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.history: list[dict[str, Any]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Callbacks' epoch-end hooks run before the LightningModule's, which computes train/acc: the row is
+        # completed at the next epoch's start (or the end of training), when every metric of the epoch is in.
+        self._pending = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+
+    def _flush(self, trainer: L.Trainer) -> None:
+        row, self._pending = getattr(self, "_pending", None), None
+        if row is not None:
+            metrics = trainer.callback_metrics
+            row.update({name: float(metrics[key]) for name, key in self.KEYS.items() if key in metrics})
+            self.history.append(row)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}  # a resumed run keeps the curves of the epochs before the stop
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state["history"])
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.history:
+            return
+        from src.plots import learning_curves, save
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        save(learning_curves(self.history), self.output_dir / "learning_curves.png")
+
+
+class TensorBoardImages(L.Callback):
+    """Images in TensorBoard: sample training images with class names at the start; after testing, the
+    test-set confusion matrix and the worst-misclassified test images (predicted vs true)."""
+
+    def __init__(self, samples: int = 32, worst: int = 24) -> None:
+        self.samples, self.worst = samples, worst
+
+    def _writers(self, trainer: L.Trainer) -> list[Any]:
+        return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+    def _classes(self, trainer: L.Trainer) -> list[str]:
+        return list(getattr(trainer.datamodule, "classes", [str(i) for i in range(10)]))
+
+    @rank_zero_only
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writers = self._writers(trainer)
+        if not writers or not hasattr(trainer.datamodule, "_splits"):
+            return
+        from src.plots import image_grid
+
+        images, labels = trainer.datamodule._splits["train"]
+        classes = self._classes(trainer)
+        fig = image_grid(images[: self.samples], [classes[i] for i in labels[: self.samples].tolist()])
+        for writer in writers:
+            writer.add_figure("images/train_samples", fig, global_step=0, close=False)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._matrix = torch.zeros(pl_module.net.classifier[-1].out_features, pl_module.net.classifier[-1].out_features,
+                                   dtype=torch.long, device=pl_module.device)  # fmt: skip
+        self._wrong: list[tuple[torch.Tensor, ...]] = []
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y = batch
+        logits = outputs["logits"]
+        pred = logits.argmax(1)
+        n = self._matrix.shape[0]
+        self._matrix += torch.bincount(y * n + pred, minlength=n * n).view(n, n)
+        wrong = pred != y
+        loss = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        # keep only this batch's worst few: the images needed at the end stay small
+        top = torch.topk(torch.where(wrong, loss, -1.0), min(self.worst, len(y)))
+        keep = top.indices[top.values >= 0]
+        self._wrong.append((top.values[top.values >= 0], x[keep], y[keep], pred[keep]))
+
+    @rank_zero_only
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writers = self._writers(trainer)
+        if not writers:
+            return
+        from src.plots import confusion_matrix_figure, image_grid
+
+        classes = self._classes(trainer)
+        step = trainer.global_step
+        figures = {"images/confusion_matrix": confusion_matrix_figure(self._matrix, classes)}
+        if self._wrong and sum(len(w[0]) for w in self._wrong):
+            loss, x, y, pred = (torch.cat(parts) for parts in zip(*self._wrong))
+            order = loss.argsort(descending=True)[: self.worst]
+            titles = [f"{classes[p]}\n(true: {classes[t]})" for p, t in zip(pred[order].tolist(), y[order].tolist())]
+            figures["images/worst_misclassified"] = image_grid(x[order], titles, title_colors=["red"] * len(order))
+        for tag, fig in figures.items():
+            for writer in writers:
+                writer.add_figure(tag, fig, global_step=step, close=False)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from src.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -23,10 +26,6 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; raised before anything is downloaded, written or trained."""
 
 
 def _is_number(v: object) -> bool:
@@ -89,3 +88,58 @@ def validate(cfg: DictConfig) -> None:
 
 
 _MISSING = object()
+
+
+RECIPE_KEYS = ("data", "model", "optimizer", "scheduler", "seed")
+
+
+def resolve_resume(cfg: DictConfig) -> str | None:
+    """``resume=<run folder>`` -> that run's newest checkpoint (last.ckpt, or on_exception.ckpt if newer).
+
+    The recipe must be the run's own: a resumed run with other data, model, optimizer, scheduler or seed would
+    not continue it, so such a difference is an error naming the keys.
+    """
+    if cfg.get("ckpt_path"):
+        return cfg.ckpt_path
+    if not cfg.get("resume"):
+        # A job that finds checkpoints in its own folder was requeued (SLURM preemption, a re-run sweep job):
+        # it continues rather than starting over. New runs get new folders, so this never fires for them.
+        own = _checkpoints(Path(cfg.paths.output_dir))
+        if own:
+            logging.getLogger(__name__).info("Resuming from %s found in this run's folder", own[0])
+        return str(own[0]) if own else None
+    run = Path(cfg.resume)
+    candidates = _checkpoints(run)
+    if not candidates:
+        raise ConfigError(f"resume={str(run)!r}: no checkpoints/last.ckpt or checkpoints/on_exception.ckpt in that folder")
+    saved_path = run / ".hydra" / "config.yaml"
+    if saved_path.is_file():
+        saved = OmegaConf.load(saved_path)
+        differ = [
+            f"{key}: run had {OmegaConf.select(saved, key)!r}, now {OmegaConf.select(cfg, key)!r}"
+            for key in _leaf_keys(saved, RECIPE_KEYS)
+            if key not in ("data.data_dir",) and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key)
+        ]
+        if differ:
+            raise ConfigError(
+                f"resume={str(run)!r}: the recipe differs from that run's (pass the run's own overrides):\n  "
+                + "\n  ".join(differ)
+            )
+    return str(candidates[0])
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    """A run folder's checkpoints to resume from, newest first."""
+    found = [p for p in (run / "checkpoints" / "last.ckpt", run / "checkpoints" / "on_exception.ckpt") if p.is_file()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _leaf_keys(cfg: DictConfig, roots: Iterable[str]) -> list[str]:
+    keys = []
+    for root in roots:
+        node = OmegaConf.select(cfg, root)
+        if isinstance(node, DictConfig):
+            keys += [f"{root}.{k}" for k in _leaf_keys(node, node.keys())]
+        else:
+            keys.append(root)
+    return keys

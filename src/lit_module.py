@@ -46,17 +46,17 @@ class LitLeNet5(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.metrics[f"{stage}_acc"].update(logits.detach(), y)
         # A device-side weight: a Python number would be copied to the device (a sync) on every step.
         self.metrics[f"{stage}_loss"].update(loss.detach(), weight=torch.full_like(loss, y.shape[0]).detach())
-        return loss
+        return loss, logits
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")
+        loss, _ = self._step(batch, "train")
         # Lightning only turns this into a Python float on logging steps (trainer.log_every_n_steps).
         self.log("train/loss", loss, on_step=True, on_epoch=False)
         return loss
@@ -64,8 +64,9 @@ class LitLeNet5(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        _, logits = self._step(batch, "test")
+        return {"logits": logits.detach()}  # for callbacks (confusion matrix, worst-misclassified images)
 
     def _log_epoch(self, stage: str) -> dict[str, Tensor]:
         values = {}

@@ -1,6 +1,6 @@
 """Train LeNet-5: ``python -m src.train [group=option ...] [key=value ...]`` (add ``-m`` for a sweep).
 
-compose (Hydra) -> seed -> instantiate data, model, callbacks, loggers, trainer -> fit -> test the best
+validate the config -> seed -> instantiate data, model, callbacks, loggers, trainer -> fit -> test the best
 checkpoint -> print and save the final metrics -> return the optimised metric to the sweeper.
 """
 
@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.config import CONFIG_DIR
+from src.config import CONFIG_DIR, resolve_resume, validate
+from src.errors import UserError
 from src.lit_module import LitLeNet5
+from src.reliability import safe_load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +44,26 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]
     return datamodule, model, trainer
 
 
+def write_summary(cfg: DictConfig, summary: dict[str, Any]) -> None:
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
+    with open_dict(cfg):
+        cfg.ckpt_path = resolve_resume(cfg)
+    validate(cfg)  # before anything is downloaded, written or trained
+    if cfg.ckpt_path:
+        safe_load_checkpoint(cfg.ckpt_path)  # refuse an unsafe or broken file before any work
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except SIGTERMException:
+        sys.exit(143)  # Lightning's SIGTERMException exits 0; a stopped run must not look finished
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -49,22 +71,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
-    summary = {"metrics": metrics, "best_checkpoint": best, "epochs": trainer.current_epoch}
+    summary = {"status": "completed", "metrics": metrics, "best_checkpoint": best, "epochs": trainer.current_epoch}
     if trainer.strategy.root_device.type == "cuda":
         summary["peak_gpu_mb"] = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**20
     if trainer.is_global_zero:
-        out = Path(cfg.paths.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        write_summary(cfg, summary)
         shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in sorted(metrics) if k.split("/")[0] in ("val", "test"))
         log.info("Final metrics: %s", shown)
-        log.info("Outputs in %s", out)
+        log.info("Outputs in %s", cfg.paths.output_dir)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except Exception as exc:
+        # Mark the run failed in its folder (a sweep's report reads it); what was written before stays.
+        write_summary(cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if isinstance(exc, UserError):
+            log.error("%s", exc)
+            if HydraConfig.get().mode == RunMode.RUN:
+                sys.exit(2)  # the message alone, no traceback
+        raise  # in a sweep, Hydra records the job as failed and runs the others
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -71,6 +71,17 @@ def test_multirun_writes_one_folder_per_job(tmp_path: Path, data_dir):
         assert "test/acc" in read_scalars(job / "tensorboard").Tags()["scalars"]
 
 
+def test_ddp_on_two_cpu_processes(tmp_path: Path, data_dir):
+    """Lightning's own DDP (gloo on CPU); each rank draws its shard of the epoch's permutation."""
+    result = run_module("src.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "torch_threads=1",
+                        *TINY, "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr and "All distributed processes registered" in result.stderr
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["status"] == "completed" and 0 <= summary["metrics"]["test/acc"] <= 1
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_gpu_without_a_gpu_gives_lightnings_error(tmp_path: Path, data_dir):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -10,9 +10,12 @@ Two pipelines serve the same samples with the same statistics:
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -21,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
+from src.errors import DataIntegrityError, DataNotFoundError
 from src.models.lenet5 import check_choice
 
 DATASETS: dict[str, type[datasets.MNIST]] = {
@@ -28,21 +32,70 @@ DATASETS: dict[str, type[datasets.MNIST]] = {
     "fashion_mnist": datasets.FashionMNIST,
 }
 PIPELINES = ("tensor", "classic")
-RAW_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
-
-class DataNotFoundError(FileNotFoundError):
-    pass
+# Each raw IDX file: (magic number, item count). 2051 = unsigned bytes, 3 dims (images); 2049 = 1 dim (labels).
+IDX_LAYOUT = {
+    "train-images-idx3-ubyte": (2051, 60_000),
+    "train-labels-idx1-ubyte": (2049, 60_000),
+    "t10k-images-idx3-ubyte": (2051, 10_000),
+    "t10k-labels-idx1-ubyte": (2049, 10_000),
+}
+RAW_FILES = tuple(IDX_LAYOUT)
+# sha256 of the original, uncompressed files (the ones torchvision downloads and gunzips).
+SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
 
 
 def raw_folder(data_dir: str | Path, dataset: str) -> Path:
     """Where torchvision keeps a data set's IDX files: ``<data_dir>/<MNIST|FashionMNIST>/raw``."""
     return Path(data_dir) / DATASETS[dataset].__name__ / "raw"
+
+
+def verify_raw_files(folder: Path, dataset: str) -> None:
+    """Check each IDX file's header, size and sha256 against the original; raise naming the file and the fault.
+
+    torchvision checks an md5 only when it downloads, and reads a same-size corrupted file as silent garbage.
+    """
+    for name, (magic, count) in IDX_LAYOUT.items():
+        path = folder / name
+        is_images = magic == 2051
+        header_size = 16 if is_images else 8
+        expected_size = header_size + count * (28 * 28 if is_images else 1)
+        with open(path, "rb") as f:
+            header = f.read(header_size)
+        size = path.stat().st_size
+        if len(header) < header_size:
+            raise DataIntegrityError(f"{path}: truncated: {size} bytes, expected {expected_size}")
+        found_magic, found_count = struct.unpack(">II", header[:8])
+        kind = "images" if is_images else "labels"
+        if found_magic != magic:
+            raise DataIntegrityError(f"{path}: wrong header: magic number {found_magic}, expected {magic} (IDX {kind})")
+        if found_count != count:
+            raise DataIntegrityError(f"{path}: wrong header: {found_count} {kind}, expected {count}")
+        if is_images and struct.unpack(">II", header[8:16]) != (28, 28):
+            raise DataIntegrityError(f"{path}: wrong header: images of {struct.unpack('>II', header[8:16])}, expected (28, 28)")
+        if size != expected_size:
+            fault = "truncated" if size < expected_size else "too long"
+            raise DataIntegrityError(f"{path}: {fault}: {size} bytes, expected {expected_size}")
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != SHA256[dataset][name]:
+            raise DataIntegrityError(
+                f"{path}: changed bytes: sha256 {digest} differs from the original's {SHA256[dataset][name]}. "
+                "Replace the file with the original (delete it and let torchvision download it again), "
+                "or set data.verify=false to use a modified copy on purpose."
+            )
 
 
 def pixel_stats(images: Tensor) -> tuple[float, float]:
@@ -109,6 +162,7 @@ class MNISTDataModule(L.LightningDataModule):
         pipeline: str = "tensor",
         num_workers: int = 0,
         download: bool = True,
+        verify: bool = True,
     ) -> None:
         super().__init__()
         check_choice("data.dataset", dataset, DATASETS)
@@ -151,6 +205,8 @@ class MNISTDataModule(L.LightningDataModule):
         if self._splits:
             return
         hp = self.hparams
+        if hp.verify:
+            verify_raw_files(self.raw_folder, hp.dataset)
         train_set = self.dataset_cls(hp.data_dir, train=True, download=False)
         test_set = self.dataset_cls(hp.data_dir, train=False, download=False)
         n = len(train_set.targets)
@@ -184,6 +240,15 @@ class MNISTDataModule(L.LightningDataModule):
                 "val": Subset(train_t, self.val_indices.tolist()),
                 "test": self.dataset_cls(hp.data_dir, train=False, transform=transform),
             }
+
+    # -- what a checkpoint must carry to use the model without the training data ------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the normalisation and class names that predictions need."""
+        return {"dataset": self.hparams.dataset, "pad": self.hparams.pad, "mean": self.mean, "std": self.std,
+                "classes": list(self.classes)}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean, self.std = state["mean"], state["std"]
 
     def split_sizes(self) -> dict[str, int]:
         return {split: len(labels) for split, (_, labels) in self._splits.items()}

@@ -1,0 +1,161 @@
+"""What keeps a run's work safe: whole checkpoint files, RNG state in checkpoints, clean stops, divergence checks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from src.errors import TrainingDiverged
+
+log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, fsyncs it and renames it into place.
+
+    A run killed while saving leaves the previous file whole: a rename within one folder is atomic.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # remote storage: Lightning's own fsspec path
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # make the rename itself durable
+        finally:
+            os.close(fd)
+
+
+class RNGStateCheckpoint(L.Callback):
+    """Saves and restores the Python, NumPy and torch (CPU and CUDA) random generators with each checkpoint.
+
+    Lightning does not store them. The data order needs no state of its own: each epoch's permutation is a pure
+    function of (data.seed, epoch), and Lightning restores the epoch. Stored as tensors and plain lists so the
+    checkpoint still loads with ``weights_only=True``.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        version, py_state, gauss = random.getstate()
+        _, keys, pos, has_gauss, cached = np.random.get_state()
+        return {
+            "python": [version, list(py_state), gauss],
+            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        version, py_state, gauss = state["python"]
+        random.setstate((version, tuple(py_state), gauss))
+        keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training at the first NaN or infinite training loss, naming the step, before a checkpoint can hold it.
+
+    The check stays on the device (no per-step host sync) and is read every ``check_every_n_steps`` steps (on a
+    CPU reading is free, so every step) and always before validation and the epoch's checkpoints.
+    """
+
+    def __init__(self, check_every_n_steps: int | None = None) -> None:
+        self.check_every_n_steps = check_every_n_steps
+        self._first_bad: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        if self._first_bad is None:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+        step = trainer.global_step  # already counts this batch's optimizer step
+        bad = ~torch.isfinite(loss.detach())
+        self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
+        every = self.check_every_n_steps or (1 if loss.device.type == "cpu" else 50)
+        if step % every == 0:
+            self._check(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, pl_module)
+
+    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._first_bad is None or (step := int(self._first_bad)) < 0:
+            return
+        lr = pl_module.hparams.get("optimizer", {}).get("lr")
+        last = Path(trainer.checkpoint_callback.dirpath or "", "last.ckpt") if trainer.checkpoint_callback else None
+        kept = f"The last good checkpoint is kept: {last}." if last and last.is_file() else "No checkpoint had been written yet."
+        raise TrainingDiverged(
+            f"Training diverged: train/loss became NaN or infinite at step {step} (epoch {trainer.current_epoch}). "
+            f"{kept} Try a lower learning rate (optimizer.lr={lr} now), gradient clipping "
+            f"(trainer.gradient_clip_val=1.0), or a warm-up schedule (scheduler=onecycle)."
+        )
+
+
+class ResumableStopCheckpoint(OnExceptionCheckpoint):
+    """On Ctrl-C, SIGTERM or an error mid-run, saves a checkpoint to resume from and says how to resume.
+
+    A diverged run is not saved here: its weights are NaN; the last good checkpoint stays as it is.
+    """
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, TrainingDiverged):
+            return
+        super().on_exception(trainer, pl_module, exception)
+        if trainer.is_global_zero:
+            overrides = [a for a in sys.argv[1:] if not a.startswith(("ckpt_path=", "resume=", "-"))]
+            reason = "SIGTERM" if trainer.received_sigterm else type(exception).__name__
+            log.error(
+                "Stopped by %s. A checkpoint to resume from was saved to %s\nResume with:\n  python -m src.train %s",
+                reason, self.ckpt_path, " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
+            )  # fmt: skip
+
+
+def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, never arbitrary objects."""
+    import pickle
+
+    from src.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={str(path)!r}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} was refused: it holds Python objects other than tensors and plain containers, "
+            f"and loading those could run code. Only checkpoints written by this project load ({exc.__class__.__name__})."
+        ) from None
+    except Exception as exc:  # a truncated file, a zip that is not a checkpoint, random bytes, ...
+        raise CheckpointError(f"ckpt_path={str(path)!r} is not a readable checkpoint: {exc}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt_path={str(path)!r} is not a Lightning checkpoint (no state_dict)")
+    return checkpoint

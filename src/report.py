@@ -1,0 +1,158 @@
+"""Sweep report: ``python -m src.report <multirun folder | outputs/>``.
+
+Reads every finished or failed run below the folder (its .hydra/config.yaml and overrides.yaml, metrics.json and
+history.json) and writes into that folder: report.md and report.csv (one row per run, sorted by val/acc_best, the
+swept keys as columns, failed runs marked), val_acc.png (validation accuracy per epoch, every run on one chart) and
+test_acc.png (test accuracy per configuration, mean +- std over seeds where several were run).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METRICS = ("val/acc_best", "test/acc", "test/loss")
+
+
+def find_runs(folder: Path) -> list[Path]:
+    """Every run folder below ``folder`` (a folder with a .hydra/config.yaml), in a stable order."""
+    return sorted({p.parent.parent for p in folder.rglob(".hydra/config.yaml")}, key=lambda p: str(p))
+
+
+def load_run(run: Path, root: Path) -> dict[str, Any]:
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    summary_path = run / "metrics.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": "failed", "error": "no metrics.json (killed?)"}
+    history_path = run / "history.json"
+    return {
+        "run": str(run.relative_to(root)) if run != root else ".",
+        "overrides": dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("hydra.", "paths."))),
+        "status": summary.get("status", "completed"),
+        "error": summary.get("error", ""),
+        "metrics": summary.get("metrics", {}),
+        "epochs": summary.get("epochs"),
+        "history": json.loads(history_path.read_text()) if history_path.is_file() else [],
+    }
+
+
+def swept_keys(runs: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value differs between runs: the axes of the sweep."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        for key in {k for r in runs for k in r["overrides"]}:
+            values[key].add(run["overrides"].get(key, "(default)"))
+    return sorted(k for k, v in values.items() if len(v) > 1)
+
+
+def table_rows(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    def sort_key(run: dict[str, Any]) -> tuple[int, float]:
+        return (run["status"] != "completed", -run["metrics"].get("val/acc_best", float("-inf")))
+
+    rows = []
+    for run in sorted(runs, key=sort_key):
+        row = {"run": run["run"], **{k: run["overrides"].get(k, "(default)") for k in keys}}
+        row.update({m: run["metrics"].get(m) for m in METRICS})
+        row["epochs"] = run["epochs"]
+        row["status"] = run["status"] if run["status"] == "completed" else f"FAILED: {run['error'][:120]}"
+        rows.append(row)
+    return rows
+
+
+def by_configuration(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, list[float]]:
+    """Test accuracies grouped by configuration (the swept keys other than the seed)."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        if run["status"] == "completed" and "test/acc" in run["metrics"]:
+            label = ", ".join(f"{k}={run['overrides'].get(k, '(default)')}" for k in keys if k != "seed") or "all runs"
+            groups[label].append(run["metrics"]["test/acc"])
+    return dict(groups)
+
+
+def fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
+def write_report(folder: Path) -> dict[str, Any]:
+    runs = [load_run(r, folder) for r in find_runs(folder)]
+    if not runs:
+        raise SystemExit(f"No runs found below {folder} (looked for */.hydra/config.yaml)")
+    keys = swept_keys(runs)
+    rows = table_rows(runs, keys)
+    columns = list(rows[0])
+
+    with open(folder / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    groups = by_configuration(runs, keys)
+    lines = [f"# Sweep report: {folder}", "", f"{len(runs)} runs, {sum(r['status'] != 'completed' for r in runs)} failed; "
+             f"swept: {', '.join(keys) or 'nothing'}. Sorted by val/acc_best.", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]  # fmt: skip
+    lines += ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows]
+    if groups:
+        lines += ["", "## Test accuracy per configuration (mean ± std over seeds)", "",
+                  "| configuration | runs | test/acc mean | std |", "|---|---|---|---|"]  # fmt: skip
+        for label, accs in sorted(groups.items(), key=lambda kv: -statistics.mean(kv[1])):
+            std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            lines.append(f"| {label} | {len(accs)} | {statistics.mean(accs):.4f} | {std:.4f} |")
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    plot_report(folder, runs, groups)
+    return {"runs": len(runs), "swept": keys, "rows": rows}
+
+
+def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list[float]]) -> None:
+    import matplotlib.pyplot as plt
+
+    from src.plots import save
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for run in runs:
+        points = [(h["epoch"] + 1, h["val/acc"]) for h in run["history"] if "val/acc" in h]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=f"{run['run']} " + " ".join(f"{k}={v}" for k, v in run["overrides"].items()))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    if len(runs) <= 16:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    save(fig, folder / "val_acc.png")
+
+    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(groups), 2) + 1.5))
+    labels = sorted(groups, key=lambda k: statistics.mean(groups[k]))
+    means = [statistics.mean(groups[k]) for k in labels]
+    stds = [statistics.stdev(groups[k]) if len(groups[k]) > 1 else 0.0 for k in labels]
+    ax.barh(labels, means, xerr=stds, color="tab:green", capsize=3)
+    if means:
+        ax.set_xlim(max(0.0, min(means) - 0.05), 1.0)
+    ax.set_xlabel("test accuracy (mean ± std over seeds)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    save(fig, folder / "test_acc.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 2
+    folder = Path(args[0])
+    if not folder.is_dir():
+        print(f"error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    result = write_report(folder)
+    print((folder / "report.md").read_text())
+    print(f"wrote report.md, report.csv, val_acc.png, test_acc.png to {folder} ({result['runs']} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Failure modes, each done for real: subprocesses and signals, corrupted copies of the real files, real NaNs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from src.config import CONFIG_DIR, validate
+from src.data import MNISTDataModule
+from src.errors import ConfigError, DataIntegrityError
+from src.reliability import RNGStateCheckpoint
+from tests.helpers import ROOT, TINY, run_module
+
+QUIET = "callbacks.progress_bar.refresh_rate=0"
+
+
+def start_train(*overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "src.train", *overrides, QUIET], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended ({proc.returncode}) before {path} appeared:\n{proc.stdout.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
+
+
+def final_state(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+# -- 1. resume after SIGKILL: the same run as one never interrupted -----------------------------------------
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path, data_dir):
+    recipe = ["trainer.max_epochs=3", "trainer.limit_train_batches=60", "trainer.deterministic=true", "seed=7"]
+    whole, killed, resumed = tmp_path / "whole", tmp_path / "killed", tmp_path / "resumed"
+
+    proc = start_train(*recipe, f"hydra.run.dir={killed}")
+    wait_for(killed / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    epoch_at_kill = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    assert epoch_at_kill < 2, "the run finished before it could be killed"
+
+    result = run_module("src.train", QUIET, *recipe, f"resume={killed}", f"hydra.run.dir={resumed}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_module("src.train", QUIET, *recipe, f"hydra.run.dir={whole}")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    a, b = json.loads((whole / "metrics.json").read_text()), json.loads((resumed / "metrics.json").read_text())
+    assert a["epochs"] == b["epochs"] == 3
+    assert a["metrics"]["test/acc"] == b["metrics"]["test/acc"]
+    wa, wb = final_state(whole), final_state(resumed)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ after resume"
+
+
+def test_resume_refuses_a_different_recipe(tmp_path: Path, data_dir):
+    run = tmp_path / "run"
+    assert run_module("src.train", *TINY, "test=false", f"hydra.run.dir={run}").returncode == 0
+    result = run_module("src.train", *TINY, "optimizer=adam", f"resume={run}", f"hydra.run.dir={tmp_path / 'again'}")
+    assert result.returncode == 2
+    assert "recipe differs" in result.stderr and "optimizer._target_" in result.stderr
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path):
+    import random as pyrandom
+
+    import numpy as np
+
+    callback = RNGStateCheckpoint()
+    torch.manual_seed(1), np.random.seed(2), pyrandom.seed(3)
+    torch.save({"rng": callback.state_dict()}, tmp_path / "rng.ckpt")
+    expected = (torch.rand(3), np.random.rand(3), pyrandom.random())
+    torch.manual_seed(9), np.random.seed(9), pyrandom.seed(9)
+    callback.load_state_dict(torch.load(tmp_path / "rng.ckpt", weights_only=True)["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and pyrandom.random() == expected[2]
+
+
+# -- 2. clean stops: SIGTERM and Ctrl-C leave a checkpoint and say how to resume --------------------------------
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+def test_signal_writes_a_resumable_checkpoint(sig, code, tmp_path: Path, data_dir):
+    run = tmp_path / "run"
+    proc = start_train("trainer.max_epochs=50", "trainer.limit_train_batches=50", f"hydra.run.dir={run}")
+    wait_for(run / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == code, output[-3000:]
+    saved = run / "checkpoints" / "on_exception.ckpt"
+    assert saved.is_file() and "Resume with:" in output and f"ckpt_path={saved}" in output
+    assert torch.load(saved, weights_only=True)["epoch"] < 50
+    status = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    assert status.get("status") != "completed"
+
+    result = run_module("src.train", QUIET, "trainer.max_epochs=2", "trainer.limit_train_batches=50",
+                        f"ckpt_path={saved}", f"hydra.run.dir={tmp_path / 'resumed'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_sigterm_during_a_sweep_keeps_finished_jobs(tmp_path: Path, data_dir):
+    proc = start_train("-m", "trainer.max_epochs=1,50", "trainer.limit_train_batches=30", "trainer.limit_val_batches=2",
+                       "trainer.limit_test_batches=2", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    wait_for(tmp_path / "1" / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    finished = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    assert finished["status"] == "completed" and (tmp_path / "0" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "1" / "checkpoints" / "on_exception.ckpt").is_file()
+
+
+# -- 3. checkpoints are never half-written ----------------------------------------------------------------------
+def test_kill_during_saving_never_leaves_a_broken_last_ckpt(tmp_path: Path, data_dir):
+    rng = random.Random(0)
+    kills = 0
+    for attempt in range(6):
+        run = tmp_path / str(attempt)
+        # a checkpoint after every step: most of the run's time is spent saving
+        proc = start_train("trainer.max_epochs=5", "trainer.limit_train_batches=200",
+                           "+callbacks.model_checkpoint.every_n_train_steps=1", f"hydra.run.dir={run}")  # fmt: skip
+        wait_for(run / "checkpoints" / "last.ckpt", proc)
+        time.sleep(rng.uniform(0.0, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += proc.returncode == -signal.SIGKILL
+        last = run / "checkpoints" / "last.ckpt"
+        assert last.is_file()
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+        assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+    assert kills == 6
+
+
+# -- 4. config validated before any work --------------------------------------------------------------------------
+BAD_CONFIGS = [
+    ("model.activation=swish", "model.activation='swish'", "sigmoid"),
+    ("model.pooling=l2", "model.pooling='l2'", "avg"),
+    ("optimizer.lr=0", "optimizer.lr=0", "> 0"),
+    ("optimizer.lr=-0.1", "optimizer.lr=-0.1", "> 0"),
+    ("optimizer.lr=fast", "optimizer.lr='fast'", "number"),
+    ("data.batch_size=0", "data.batch_size=0", "> 0"),
+    ("data.batch_size=-8", "data.batch_size=-8", "> 0"),
+    ("optimizer.momentum=1.0", "optimizer.momentum=1.0", "[0, 1)"),
+    ("optimizer.momentum=-0.5", "optimizer.momentum=-0.5", "[0, 1)"),
+    ("data.dataset=cifar10", "data.dataset='cifar10'", "fashion_mnist"),
+    ("trainer.max_epochs=-2", "trainer.max_epochs=-2", ">= 0"),
+    ("data.pipeline=fast", "data.pipeline='fast'", "tensor"),
+    ("seed=abc", "seed='abc'", "integer"),
+]
+
+
+@pytest.mark.parametrize("override,named,allowed", BAD_CONFIGS)
+def test_bad_value_is_named_with_what_is_allowed(override, named, allowed):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[override])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert named in str(err.value) and allowed in str(err.value)
+
+
+@pytest.mark.parametrize("override", ["model.activation=swish", "optimizer.lr=-1", "data.batch_size=0"])
+def test_bad_value_stops_before_download_or_writing(override, tmp_path: Path):
+    empty_data = tmp_path / "data"  # were the checks passed, the run would try to download into it
+    result = run_module("src.train", override, f"hydra.run.dir={tmp_path / 'run'}", env={"DATA_DIR": str(empty_data)})
+    assert result.returncode == 2
+    assert "Invalid config" in result.stderr and override.split("=")[0] in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not empty_data.exists()
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "tensorboard").exists()
+
+
+# -- 5. data integrity --------------------------------------------------------------------------------------------
+@pytest.fixture
+def data_copy(tmp_path: Path, data_dir) -> Path:
+    shutil.copytree(data_dir / "MNIST", tmp_path / "MNIST")
+    return tmp_path
+
+
+def corrupt_truncate(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 784)
+
+
+def corrupt_header(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.write(b"\x00\x00\x08\x04")  # magic 2052 instead of 2049/2051
+
+
+def corrupt_byte(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))  # same size, one byte changed
+
+
+@pytest.mark.parametrize(
+    "name,corrupt,fault",
+    [
+        ("train-images-idx3-ubyte", corrupt_truncate, "truncated"),
+        ("t10k-labels-idx1-ubyte", corrupt_header, "wrong header: magic number 2052"),
+        ("train-labels-idx1-ubyte", corrupt_byte, "changed bytes"),
+        ("t10k-images-idx3-ubyte", corrupt_byte, "changed bytes"),
+    ],
+)
+def test_corrupted_file_is_named_with_its_fault(name, corrupt, fault, data_copy: Path):
+    corrupt(data_copy / "MNIST" / "raw" / name)
+    dm = MNISTDataModule(data_dir=str(data_copy), download=False)
+    with pytest.raises(DataIntegrityError) as err:
+        dm.setup()
+    assert name in str(err.value) and fault in str(err.value)
+
+
+def test_corrupted_file_stops_the_run_with_a_message(data_copy: Path, tmp_path: Path):
+    corrupt_byte(data_copy / "MNIST" / "raw" / "train-images-idx3-ubyte")
+    result = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path / 'run'}", env={"DATA_DIR": str(data_copy)})
+    assert result.returncode == 2
+    assert "train-images-idx3-ubyte: changed bytes" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- 6. divergence -------------------------------------------------------------------------------------------------
+def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path: Path, data_dir):
+    # Epoch 0 trains normally and checkpoints; from epoch 1 on the learning rate is absurd (x 1e12).
+    run = tmp_path / "run"
+    result = run_module("src.train", QUIET, "trainer.max_epochs=3", "trainer.limit_train_batches=30",
+                        "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1e12", f"hydra.run.dir={run}")  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Training diverged" in result.stderr and "at step " in result.stderr and "optimizer.lr" in result.stderr
+    assert "Traceback" not in result.stderr
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["state_dict"].values())
+    assert not (run / "checkpoints" / "on_exception.ckpt").exists()
+    assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_a_diverging_job_fails_alone_in_a_sweep(tmp_path: Path, data_dir):
+    result = run_module("src.train", "-m", "optimizer.lr=0.05,1e9", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode != 0  # the sweep reports that a job failed...
+    assert json.loads((tmp_path / "0" / "metrics.json").read_text())["status"] == "completed"  # ...and ran the rest
+    failed = json.loads((tmp_path / "1" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "diverged" in failed["error"]
+
+
+# -- 7. safe loading ------------------------------------------------------------------------------------------------
+class CodePayload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_code_is_refused_not_run(tmp_path: Path, data_dir):
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": CodePayload(marker)}, evil)
+    result = run_module("src.train", *TINY, f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "refused" in result.stderr and not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_a_checkpoint"])
+def test_bad_checkpoint_path_is_a_clear_error(kind, tmp_path: Path, data_dir):
+    path = tmp_path / "model.ckpt"
+    if kind == "not_a_checkpoint":
+        path.write_bytes(os.urandom(4096))
+    result = run_module("src.train", *TINY, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(path) in result.stderr

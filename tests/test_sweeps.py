@@ -1,0 +1,149 @@
+"""Sweeps (grid, Optuna, joblib, submitit_local), TensorBoard dashboards and src.report, all as real subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tests.helpers import ROOT, TINY, read_scalars, run_module
+
+
+def jobs(sweep: Path) -> list[Path]:
+    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory, data_dir) -> Path:
+    """A 2x2 grid over activation x optimizer, with a third axis value that is invalid for one job."""
+    sweep = tmp_path_factory.mktemp("grid")
+    result = run_module("src.train", "-m", "model.activation=relu,tanh", "optimizer=sgd,adam", *TINY, "trainer.log_every_n_steps=1",
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep
+
+
+def test_grid_sweep_writes_one_folder_per_job(grid_sweep: Path):
+    folders = jobs(grid_sweep)
+    assert [p.name for p in folders] == ["0", "1", "2", "3"]
+    for job in folders:
+        assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+        assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "learning_curves.png").is_file()
+
+
+def test_report_on_a_grid(grid_sweep: Path):
+    result = run_module("src.report", str(grid_sweep))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(grid_sweep / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    assert {"model.activation", "optimizer"} <= set(rows[0])
+    assert {(r["model.activation"], r["optimizer"]) for r in rows} == {
+        ("relu", "sgd"), ("relu", "adam"), ("tanh", "sgd"), ("tanh", "adam")}  # fmt: skip
+    accs = [float(r["val/acc_best"]) for r in rows]
+    assert accs == sorted(accs, reverse=True)
+    md = (grid_sweep / "report.md").read_text()
+    assert md.count("\n| ") >= 4 and "model.activation" in md
+    for png in ("val_acc.png", "test_acc.png"):
+        assert (grid_sweep / png).stat().st_size > 10_000
+
+
+def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path, data_dir):
+    result = run_module("src.train", "-m", "model.activation=relu,swish,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode != 0  # Hydra reports the failure at the end...
+    assert [p.name for p in jobs(tmp_path)] == ["0", "1", "2"]  # ...after running every job
+    assert run_module("src.report", str(tmp_path)).returncode == 0
+    with open(tmp_path / "report.csv") as f:
+        rows = {r["model.activation"]: r for r in csv.DictReader(f)}
+    assert rows["swish"]["status"].startswith("FAILED") and "model.activation='swish'" in rows["swish"]["status"]
+    assert rows["relu"]["status"] == rows["tanh"]["status"] == "completed"
+
+
+def test_seeds_are_aggregated_per_configuration(tmp_path: Path, data_dir):
+    result = run_module("src.train", "-m", "seed=1,2", "model.pooling=avg,max", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert run_module("src.report", str(tmp_path)).returncode == 0
+    md = (tmp_path / "report.md").read_text()
+    section = md.split("## Test accuracy per configuration")[1]
+    assert "| model.pooling=avg | 2 |" in section and "| model.pooling=max | 2 |" in section
+
+
+def test_optuna_search_returns_a_best_value(tmp_path: Path, data_dir):
+    result = run_module("src.train", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY,
+                        f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert "best_value:" in best and "best_params:" in best
+    assert len(jobs(tmp_path)) == 3
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path, data_dir):
+    result = run_module("src.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "torch_threads=1",
+                        "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(jobs(tmp_path)) == 2
+    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in jobs(tmp_path))
+
+
+def test_submitit_local_launcher(tmp_path: Path, data_dir):
+    result = run_module("src.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                        "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in jobs(tmp_path))
+
+
+def test_tensorboard_events_hold_hparams_images_and_scalars(grid_sweep: Path):
+    acc = read_scalars(grid_sweep / "0" / "tensorboard")
+    scalars = set(acc.Tags()["scalars"])
+    assert {"train/loss", "val/acc", "val/acc_best", "test/acc", "test/loss", "time/epoch_s", "time/images_per_s"} <= scalars
+    assert any(tag.startswith("lr-") for tag in scalars)
+    assert {"images/train_samples", "images/confusion_matrix", "images/worst_misclassified"} <= set(acc.Tags()["images"])
+    assert acc.Tags()["graph"]
+    experiment = None
+    for raw in acc.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
+        if data.HasField("experiment"):
+            experiment = data.experiment
+    assert experiment is not None
+    assert {"val/acc_best", "test/acc", "test/loss"} <= {m.name.tag for m in experiment.metric_infos}
+    assert {"model/activation", "model/pooling", "optimizer/_target_", "optimizer/lr", "scheduler/_target_",
+            "data/batch_size", "data/dataset", "seed"} <= {h.name for h in experiment.hparam_infos}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tensorboard_server_serves_the_runs_scalars(grid_sweep: Path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(grid_sweep), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        tags, deadline = {}, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=5) as r:
+                    tags = json.loads(r.read())
+                if tags:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        run = "0/tensorboard"
+        assert run in tags, f"runs served: {list(tags)}"
+        assert {"val/acc", "test/acc", "train/loss"} <= set(tags[run])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
