@@ -81,6 +81,8 @@ def validate(cfg: DictConfig) -> None:
     check("trainer.max_epochs", lambda v: _is_int(v) and v >= 0, "must be an integer >= 0")
     check("trainer.gradient_clip_val", lambda v: v is None or (_is_number(v) and v > 0), "must be null or a number > 0")
     check("seed", _is_int, "must be an integer")
+    for group in ("optimizer", "scheduler"):
+        errors += _unknown_arguments(cfg, group)
     for key in ("ckpt_path",):
         check(key, lambda v: v is None or Path(v).is_file(), "no such checkpoint file")
     if errors:
@@ -88,6 +90,28 @@ def validate(cfg: DictConfig) -> None:
 
 
 _MISSING = object()
+SCHEDULER_OPTIONS = ("interval", "monitor")  # read by the LightningModule, not passed to the scheduler
+
+
+def _unknown_arguments(cfg: DictConfig, group: str) -> list[str]:
+    """Keys of an optimizer/scheduler config that its class does not take (e.g. momentum left over for Adam)."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    node = cfg.get(group)
+    if not node or "_target_" not in node:
+        return []
+    try:
+        params = inspect.signature(get_class(node._target_)).parameters
+    except Exception as exc:
+        return [f"{group}._target_={node._target_!r}: cannot be imported ({exc})"]
+    valid = [p for p in params if p not in ("self", "params", "optimizer")]
+    return [
+        f"{group}.{key}: not an argument of {node._target_} (valid: {', '.join(valid)})"
+        for key in node
+        if not str(key).startswith("_") and key not in params and key not in SCHEDULER_OPTIONS
+    ]
 
 
 RECIPE_KEYS = ("data", "model", "optimizer", "scheduler", "seed")

@@ -10,15 +10,23 @@ import matplotlib
 
 matplotlib.use("Agg")  # files and TensorBoard only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def image_grid(images: torch.Tensor, titles: Sequence[str], columns: int = 8, title_colors: Sequence[str] | None = None) -> Figure:
+def image_grid(
+    images: torch.Tensor | Sequence[Any],
+    titles: Sequence[str],
+    columns: int = 8,
+    title_colors: Sequence[str] | None = None,
+    suptitle: str | None = None,
+) -> Figure:
     """Grayscale images (N, H, W) or (N, 1, H, W) in a grid, each with its caption (as d2l shows Fashion-MNIST)."""
-    images = images.detach().float().cpu()
+    images = torch.as_tensor(images if isinstance(images, torch.Tensor) else np.stack(images)).detach().float().cpu()
     if images.dim() == 4:
         images = images[:, 0]
+    columns = max(1, min(columns, len(images)))
     rows = max(1, math.ceil(len(images) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.7 * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -26,24 +34,32 @@ def image_grid(images: torch.Tensor, titles: Sequence[str], columns: int = 8, ti
         if i < len(images):
             ax.imshow(images[i], cmap="gray")
             ax.set_title(titles[i], fontsize=7, color=(title_colors[i] if title_colors else "black"))
+    if len(images) == 0:
+        axes.flat[0].text(0.5, 0.5, "(none)", ha="center", va="center")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def confusion_matrix_figure(matrix: torch.Tensor, classes: Sequence[str]) -> Figure:
-    """Counts (rows: true class, columns: predicted), with the count in each cell."""
+    """Counts (rows: true class, columns: predicted). Colours are per-row rates, so rare classes read as well as
+    common ones; each non-empty cell shows its count."""
     matrix = matrix.detach().cpu()
-    fig, ax = plt.subplots(figsize=(7, 6))
-    im = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    k = len(classes)
+    rates = matrix.double() / matrix.sum(dim=1, keepdim=True).clamp(min=1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 1.0 + 0.7 * k))
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if count := int(matrix[i, j]):
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if rates[i, j] > 0.5 else "black")  # fmt: skip
+    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), classes, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    threshold = matrix.max().item() / 2
-    for (i, j), count in zip(torch.cartesian_prod(torch.arange(len(classes)), torch.arange(len(classes))).tolist(),
-                             matrix.flatten().tolist()):  # fmt: skip
-        ax.text(j, i, int(count), ha="center", va="center", fontsize=6, color="white" if count > threshold else "black")
-    fig.colorbar(im, ax=ax)
+    ax.set_title(f"Confusion matrix ({int(matrix.sum()):,} test images)")
     fig.tight_layout()
     return fig
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from src.errors import TrainingDiverged
 
@@ -120,18 +121,19 @@ class DivergenceGuard(L.Callback):
 
 
 class ResumableStopCheckpoint(OnExceptionCheckpoint):
-    """On Ctrl-C, SIGTERM or an error mid-run, saves a checkpoint to resume from and says how to resume.
+    """On Ctrl-C or SIGTERM (a cluster's preemption) during training, saves a checkpoint and says how to resume.
 
-    A diverged run is not saved here: its weights are NaN; the last good checkpoint stays as it is.
+    Errors are not saved here: a diverged run's weights are NaN, and a bug's state is not worth resuming; the
+    epoch-end checkpoints (last.ckpt, best) stay as they were.
     """
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, TrainingDiverged):
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.training:
             return
         super().on_exception(trainer, pl_module, exception)
         if trainer.is_global_zero:
             overrides = [a for a in sys.argv[1:] if not a.startswith(("ckpt_path=", "resume=", "-"))]
-            reason = "SIGTERM" if trainer.received_sigterm else type(exception).__name__
+            reason = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
             log.error(
                 "Stopped by %s. A checkpoint to resume from was saved to %s\nResume with:\n  python -m src.train %s",
                 reason, self.ckpt_path, " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
@@ -150,6 +152,8 @@ def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):  # garbage bytes, not an object the weights-only unpickler refused
+            raise CheckpointError(f"ckpt_path={str(path)!r} is not a readable checkpoint (not a file torch.save wrote)") from None
         raise CheckpointError(
             f"ckpt_path={str(path)!r} was refused: it holds Python objects other than tensors and plain containers, "
             f"and loading those could run code. Only checkpoints written by this project load ({exc.__class__.__name__})."

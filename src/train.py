@@ -15,14 +15,12 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config import CONFIG_DIR, resolve_resume, validate
-from src.errors import UserError
+from src.errors import run_entry_point
 from src.lit_module import LitLeNet5
 from src.reliability import safe_load_checkpoint
 
@@ -84,16 +82,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except Exception as exc:
-        # Mark the run failed in its folder (a sweep's report reads it); what was written before stays.
+    def mark_failed(exc: Exception) -> None:
+        # The run's folder says it failed (a sweep's report reads it); what was written before stays.
         write_summary(cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        if isinstance(exc, UserError):
-            log.error("%s", exc)
-            if HydraConfig.get().mode == RunMode.RUN:
-                sys.exit(2)  # the message alone, no traceback
-        raise  # in a sweep, Hydra records the job as failed and runs the others
+
+    metrics = run_entry_point(train, cfg, on_error=mark_failed)
     return metrics.get(cfg.get("optimized_metric"))
 
 

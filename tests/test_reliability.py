@@ -177,6 +177,16 @@ def test_bad_value_is_named_with_what_is_allowed(override, named, allowed):
     assert named in str(err.value) and allowed in str(err.value)
 
 
+def test_arguments_the_optimizer_does_not_take_are_named():
+    # fast_mnist sets SGD's momentum and nesterov; swapping in Adam would otherwise fail deep inside Lightning
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=fast_mnist", "optimizer=adam"])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert "optimizer.momentum: not an argument of torch.optim.Adam" in str(err.value) and "betas" in str(err.value)
+
+
 @pytest.mark.parametrize("override", ["model.activation=swish", "optimizer.lr=-1", "data.batch_size=0"])
 def test_bad_value_stops_before_download_or_writing(override, tmp_path: Path):
     empty_data = tmp_path / "data"  # were the checks passed, the run would try to download into it
@@ -285,3 +295,4 @@ def test_bad_checkpoint_path_is_a_clear_error(kind, tmp_path: Path, data_dir):
     result = run_module("src.train", *TINY, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(path) in result.stderr
+    assert ("no such checkpoint file" if kind == "missing" else "is not a readable checkpoint") in result.stderr

@@ -1,0 +1,134 @@
+"""Export a checkpoint's network: ``python -m src.export ckpt_path=<checkpoint> format=onnx|torchscript``.
+
+The exported model takes ``(batch, 1, 32, 32)`` normalised images (the batch size is free) and returns logits.
+It is then run on real test images and its outputs compared with PyTorch's; the largest absolute difference is
+printed, and a difference above ``atol`` is an error. The files go to the run folder
+(outputs/export/<date>/<time>_<pid>): lenet5.onnx or lenet5.pt, and lenet5.json with the preprocessing
+(pad, mean, std, class names), which is also embedded in the model file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from src.config import CONFIG_DIR
+from src.errors import ConfigError, run_entry_point
+from src.inference import ExportCheckError, MissingDependencyError, load_checkpoint, load_test_split, require
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": "lenet5.onnx", "torchscript": "lenet5.pt"}
+CHECK_BATCHES = (1, 7)  # besides one batch of all check images: proves the batch dimension is free
+
+
+def export_onnx(net: nn.Module, example: Tensor, path: Path, opset: int,
+                metadata: dict[str, str]) -> Callable[[Tensor], Tensor]:  # fmt: skip
+    """Write ``path`` with a dynamic batch dimension; return a function running it in onnxruntime."""
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"format=onnx needs the onnx and onnxruntime packages ({exc}): pip install onnx onnxruntime"
+        ) from None
+    # dynamo=False: the TorchScript-based exporter needs only `onnx`; the default dynamo exporter would also need
+    # onnxscript. torch marks it deprecated, hence the silenced DeprecationWarning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net, (example,), str(path), dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )  # fmt: skip
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(["logits"], {"input": x.numpy()})[0])
+
+
+def export_torchscript(net: nn.Module, example: Tensor, path: Path, metadata: dict[str, str]) -> Callable[[Tensor], Tensor]:
+    """Write ``path`` (traced TorchScript, batch size free); return a function running the reloaded file."""
+    # Tracing records the forward pass (no control flow in LeNet-5); torch marks torch.jit as deprecated in favour
+    # of torch.export, but a .pt TorchScript file is still what C++ (libtorch) and mobile runtimes load.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(net, example)
+        torch.jit.save(traced, str(path), _extra_files=metadata)
+        loaded = torch.jit.load(str(path), map_location="cpu")
+
+    def run(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return loaded(x)
+
+    return run
+
+
+def export(cfg: DictConfig) -> dict[str, float | str]:
+    ckpt_path = require(cfg, "ckpt_path", "python -m src.export ckpt_path=<checkpoint> format=onnx")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format!r}: choose one of {', '.join(FORMATS)}")
+    count = cfg.check_images
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10_000:
+        raise ConfigError(f"check_images={count!r}: must be an integer in 1..10000 (the test set's size)")
+    loaded = load_checkpoint(ckpt_path)
+    net, data = loaded.net.eval(), loaded.data
+    in_channels = net.features[0].in_channels
+    example = torch.zeros(1, in_channels, 32, 32)  # fixed 1x32x32 images; the batch dimension stays dynamic
+
+    # The check images first: a missing data set stops the command before anything is written.
+    images, _ = load_test_split(cfg.paths.data_dir, data, int(cfg.check_images))
+    out = Path(cfg.paths.output_dir)
+    path = out / FORMATS[cfg.format]
+    preprocessing = {**data.as_dict(), "input": f"(batch, {in_channels}, 32, 32) float32: (pixels/255 - mean)/std, "
+                     f"28x28 images padded by pad", "output": "logits (softmax for probabilities)"}  # fmt: skip
+    (out / "lenet5.json").write_text(json.dumps(preprocessing, indent=2))
+    metadata = {"preprocessing.json": json.dumps(preprocessing)}
+    if cfg.format == "onnx":
+        run = export_onnx(net, example, path, int(cfg.opset), metadata)
+    else:
+        run = export_torchscript(net, example, path, metadata)
+
+    max_diff, largest, agree, passed = 0.0, 0.0, 0.0, True
+    for size in (*CHECK_BATCHES, len(images)):
+        # PyTorch's reference is computed at the same batch size: its own results vary with it at the 1e-6 level.
+        with torch.no_grad():
+            expected = net(images[:size])
+        got = run(images[:size])
+        diff = (got - expected).abs()
+        max_diff, largest = max(max_diff, float(diff.max())), max(largest, float(expected.abs().max()))
+        # torch.testing.assert_close's rule: float32 logits of size ~30 carry rounding noise of ~1e-5 themselves.
+        passed &= bool((diff <= cfg.atol + cfg.rtol * expected.abs()).all())  # NaN compares False: fails
+        agree = float((got.argmax(1) == expected.argmax(1)).float().mean())
+    print(f"Exported {cfg.format} to {path} (input (batch, {in_channels}, 32, 32), dynamic batch)")
+    tolerance = f"{cfg.atol:g} + {cfg.rtol:g} x |logit|"
+    print(f"Check on {len(images):,} real {data.dataset} test images (batches of {', '.join(map(str, CHECK_BATCHES))} "
+          f"and {len(images):,}): max abs difference vs PyTorch = {max_diff:.3g} on logits up to {largest:.1f} "
+          f"(tolerance {tolerance}): {'passed' if passed else 'FAILED'}; same predicted class for {agree:.2%}")  # fmt: skip
+    if not passed:
+        raise ExportCheckError(f"the exported {cfg.format} model differs from PyTorch by up to {max_diff:.3g}, more than "
+                               f"{tolerance}; it was written to {path} but should not be used")  # fmt: skip
+    result = {"format": cfg.format, "path": str(path), "max_abs_diff": max_diff, "max_abs_logit": largest,
+              "atol": cfg.atol, "rtol": cfg.rtol, "images": len(images)}  # fmt: skip
+    (out / "export_check.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
+def main(cfg: DictConfig) -> None:
+    run_entry_point(export, cfg)
+
+
+if __name__ == "__main__":
+    main()

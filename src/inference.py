@@ -1,0 +1,271 @@
+"""What the inference entry points share: checkpoint -> model, image -> MNIST-format tensor, clean errors.
+
+Used by ``src.eval``, ``src.predict`` and ``src.export``. Checkpoints are read only through
+``src.reliability.safe_load_checkpoint`` (``weights_only=True``): tensors and plain containers, never code.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor, nn
+
+from src.errors import CheckpointError, ConfigError, UserError
+
+if TYPE_CHECKING:
+    from src.lit_module import LitLeNet5
+
+log = logging.getLogger(__name__)
+
+DATA_STATE_KEY = "MNISTDataModule"  # where Lightning saves MNISTDataModule.state_dict() in a checkpoint
+# PIL's own default is ~89 MP (a warning) and ~179 MP (an error); a digit needs far less, and decoding
+# a huge image costs memory before any check could run, so the limit is checked from the header first.
+DEFAULT_MAX_PIXELS = 40_000_000
+WORKING_SIZE = 1024  # larger images are reduced to this (longest side) first: plenty for a 20-pixel digit
+
+
+# -- errors ------------------------------------------------------------------------------------------------------
+class ImageError(UserError, ValueError):
+    """An input image that does not exist, cannot be read, is too large, or shows nothing."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package (onnx, onnxruntime) that a command needs is not installed."""
+
+
+class ExportCheckError(UserError, RuntimeError):
+    """The exported model's outputs differ from PyTorch's beyond the tolerance."""
+
+
+def require(cfg: DictConfig, key: str, example: str) -> Any:
+    """A config value the command cannot do without; a missing one is a ``ConfigError`` showing how to pass it."""
+    value = cfg.get(key)
+    if value is None or value == "" or (isinstance(value, Sequence) and not isinstance(value, str) and not value):
+        raise ConfigError(f"{key} is required, e.g.: {example}")
+    return value
+
+
+# -- checkpoint -> model --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataStats:
+    """What the training data looked like: needed to feed the model anything (saved by MNISTDataModule)."""
+
+    dataset: str
+    pad: int
+    mean: float
+    std: float
+    classes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "pad": self.pad, "mean": self.mean, "std": self.std, "classes": list(self.classes)}
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    module: LitLeNet5  # in eval mode, on the CPU
+    data: DataStats
+    epoch: int | None
+
+    @property
+    def net(self) -> nn.Module:
+        """The plain LeNet-5 (what gets exported and what predicts)."""
+        return self.module.net
+
+    @property
+    def num_classes(self) -> int:
+        return self.module.net.classifier[-1].out_features
+
+
+def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Rebuild the trained model and its data statistics from a checkpoint written by ``src.train``."""
+    # Imported here: Lightning takes seconds to import, and src.summary (which shares this module) needs none of it.
+    from src.lit_module import LitLeNet5
+    from src.reliability import safe_load_checkpoint
+
+    checkpoint = safe_load_checkpoint(path)  # weights_only=True; raises CheckpointError with the reason
+    where = f"ckpt_path={str(path)!r}"
+    hparams = checkpoint.get("hyper_parameters")
+    state = checkpoint.get(DATA_STATE_KEY)
+    if not isinstance(hparams, dict) or "model" not in hparams:
+        raise CheckpointError(f"{where} has no model hyperparameters: it was not written by src.train")
+    if not isinstance(state, dict) or not {"dataset", "pad", "mean", "std", "classes"} <= state.keys():
+        raise CheckpointError(f"{where} has no training-data statistics ({DATA_STATE_KEY}): it was not written by src.train")
+    if state["mean"] is None or state["std"] is None:
+        raise CheckpointError(f"{where}: its training-data statistics are empty (saved before the data was set up)")
+    # Inference never needs torch.compile: it only adds start-up time.
+    model_args = {**hparams["model"], "compile": False}
+    try:
+        module = LitLeNet5(model=model_args, optimizer=hparams.get("optimizer") or {}, scheduler=hparams.get("scheduler"))
+        module.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{where}: its weights do not fit the model it describes: {exc}") from None
+    module.eval()
+    data = DataStats(str(state["dataset"]), int(state["pad"]), float(state["mean"]), float(state["std"]),
+                     [str(c) for c in state["classes"]])  # fmt: skip
+    loaded = LoadedCheckpoint(Path(path), module, data, checkpoint.get("epoch"))
+    if loaded.num_classes != len(data.classes):
+        raise CheckpointError(f"{where}: the model has {loaded.num_classes} outputs but its data set has {len(data.classes)} classes")
+    return loaded
+
+
+def check_same_data(loaded: LoadedCheckpoint, dataset: str, classes: Sequence[str]) -> None:
+    """Refuse to evaluate a model on a data set other than the one it was trained on."""
+    trained = loaded.data
+    if trained.dataset != dataset or len(trained.classes) != len(classes):
+        raise ConfigError(
+            f"ckpt_path={str(loaded.path)!r} was trained on {trained.dataset} ({len(trained.classes)} classes), "
+            f"not on {dataset} ({len(classes)} classes). Evaluate it with data={trained.dataset}, "
+            f"or pass a checkpoint trained on {dataset}."
+        )
+
+
+def normalize(images: Tensor, data: DataStats) -> Tensor:
+    """uint8 or [0, 255] float images (N, 28, 28) -> the model's input (N, 1, 28+2*pad, 28+2*pad), as in training."""
+    x = F.pad(images.float(), (data.pad,) * 4).unsqueeze(1)
+    return (x / 255.0 - data.mean) / data.std
+
+
+def load_test_split(data_dir: str | Path, data: DataStats, count: int) -> tuple[Tensor, Tensor]:
+    """The first ``count`` real test images of the checkpoint's data set, normalised, with their labels."""
+    from src.data.datamodule import DATASETS, MNISTDataModule
+
+    MNISTDataModule(dataset=data.dataset, data_dir=str(data_dir)).prepare_data()  # a clear error if absent
+    test_set = DATASETS[data.dataset](str(data_dir), train=False, download=False)
+    return normalize(test_set.data[:count], data), test_set.targets[:count]
+
+
+# -- image -> MNIST format ------------------------------------------------------------------------------------------
+def list_images(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Files named in ``inputs``; a folder contributes its image files (by extension), sorted."""
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    known = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    paths: list[Path] = []
+    for item in items:
+        path = Path(str(item)).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in known)
+            if not found:
+                raise ImageError(f"{path}: the folder holds no image files ({', '.join(sorted({'.png', '.jpg', '.bmp'}))}, ...)")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise ImageError(f"{path}: no such file or folder")
+    if not paths:
+        raise ImageError("no input images given")
+    return paths
+
+
+def read_grayscale(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An image file as a float grayscale array on the 0..255 scale (any mode, size, orientation or transparency)."""
+    path = Path(path)
+    try:
+        # PIL warns past MAX_IMAGE_PIXELS and raises past twice that; both become our error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # reads the header only
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"{path}: {width}x{height} pixels is more than the {max_pixels:,} allowed "
+                        "(a decompression bomb, or a photo far larger than a digit needs); refused without decoding it"
+                    )
+                if width == 0 or height == 0:
+                    raise ImageError(f"{path}: the image is empty ({width}x{height})")
+                img.draft("L", (WORKING_SIZE, WORKING_SIZE))  # JPEG: decode at a reduced scale, much faster
+                img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+                gray = _to_gray(img)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (no image format recognises its contents)") from None
+    except Exception as exc:  # truncated or corrupt data, broken EXIF, unsupported variants: any decoder failure
+        raise ImageError(f"{path}: the image cannot be read ({type(exc).__name__}: {exc})") from None
+    if max(gray.shape) > WORKING_SIZE:  # area-average down first: later steps then cost the same for any size
+        scale = WORKING_SIZE / max(gray.shape)
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        gray = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX))
+    return gray
+
+
+def _to_gray(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit or float: rescale to 0..255
+        arr = np.asarray(img, dtype=np.float32)
+        low, span = float(arr.min()), float(arr.max() - arr.min())
+        return (arr - low) * (255.0 / span) if span > 0 else np.zeros_like(arr)
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if not has_alpha:
+        return np.asarray(img.convert("L"), dtype=np.float32)
+    rgba = img.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    lum = np.asarray(rgba.convert("L"), dtype=np.float32)
+    if alpha.sum() == 0:
+        return np.zeros_like(lum)
+    # Transparent pixels have no colour of their own: lay the drawing on a background that contrasts with its ink.
+    ink = float((lum * alpha).sum() / alpha.sum())
+    background = 255.0 if ink < 128 else 0.0
+    return lum * alpha + background * (1.0 - alpha)
+
+
+def to_mnist_format(gray: np.ndarray, box: int = 20, size: int = 28, threshold: float = 0.2) -> np.ndarray:
+    """A grayscale picture of one character -> a ``size`` x ``size`` float image (0..255) laid out as MNIST's.
+
+    MNIST's recipe (LeCun et al.): light strokes on black, the character scaled to fit a 20x20 box (aspect ratio
+    kept), placed in 28x28 so that its centre of mass is at the centre. Here: invert when the background (the
+    median of the border pixels) is light, subtract the background and stretch the strokes to full white, crop to
+    the pixels above ``threshold`` of the peak, scale the longer side to ``box``, then centre by mass.
+    """
+    arr = np.asarray(gray, dtype=np.float32)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    background = float(np.median(border))
+    if background > 127.5:  # dark ink on light paper: MNIST is light on dark
+        arr, background = 255.0 - arr, 255.0 - background
+    arr = np.clip(arr - background, 0.0, None)
+    peak = float(arr.max())
+    if peak < 8.0:  # nothing stands out from the background by even 3%
+        raise ImageError("the image shows nothing: no pixels differ from its background")
+    arr *= 255.0 / peak
+    rows, cols = np.nonzero(arr > threshold * 255.0)
+    arr = arr[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+    h, w = arr.shape
+    scale = box / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        # mode "F": no rounding to uint8 between steps; LANCZOS keeps strokes sharp both up and down.
+        arr = np.asarray(Image.fromarray(arr).resize((new_w, new_h), Image.Resampling.LANCZOS))
+        arr = np.clip(arr, 0.0, 255.0)
+    total = float(arr.sum())
+    cy = float((arr.sum(axis=1) * np.arange(new_h)).sum() / total)
+    cx = float((arr.sum(axis=0) * np.arange(new_w)).sum() / total)
+    # MNIST's centre of mass sits at pixel (14, 14) on average; the whole box stays inside the frame.
+    top = int(np.clip(round(size / 2 - cy), 0, size - new_h))
+    left = int(np.clip(round(size / 2 - cx), 0, size - new_w))
+    out = np.zeros((size, size), dtype=np.float32)
+    out[top : top + new_h, left : left + new_w] = arr
+    return out
+
+
+def prepare_image(path: str | Path, data: DataStats, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Tensor, np.ndarray]:
+    """An image file -> (model input 1x32x32 normalised with the training statistics, the 28x28 MNIST-format view)."""
+    gray = read_grayscale(path, max_pixels)
+    try:
+        digit = to_mnist_format(gray)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+    return normalize(torch.from_numpy(digit).unsqueeze(0), data)[0], digit

@@ -1,0 +1,298 @@
+"""Evaluate, summarise, predict and export, each run as a subprocess on one checkpoint trained on real MNIST.
+
+Run with ``-s`` to see the measured figures (prediction agreement per image form, export differences).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import MNIST
+
+from src.errors import CheckpointError
+from src.inference import ImageError, load_checkpoint, load_test_split, normalize, read_grayscale, to_mnist_format
+from tests.helpers import DATA_DIR, run_module
+
+N_DIGITS = 100  # MNIST test digits per image form in the prediction test
+MIN_AGREEMENT = 0.90
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
+    """ONE checkpoint for the whole file: one full epoch of real MNIST (the fast recipe: ~98% test accuracy)."""
+    run = tmp_path_factory.mktemp("train")
+    result = run_module("src.train", "experiment=fast_mnist", "trainer.max_epochs=1",
+                        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "metrics.json").read_text())
+    return {"run": run, "ckpt": Path(summary["best_checkpoint"]), "test_acc": summary["metrics"]["test/acc"]}
+
+
+def assert_clean_failure(result, *fragments: str) -> None:
+    """A user error: exit status 2, the message on stderr, no traceback."""
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr[-3000:]}"
+
+
+# -- eval ------------------------------------------------------------------------------------------------------------
+def test_eval_reproduces_the_logged_test_accuracy(trained: dict, tmp_path: Path):
+    result = run_module("src.eval", f"ckpt_path={trained['ckpt']}", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list(tmp_path.glob("eval/*/*"))  # outputs/eval/<date>/<time>_<pid>, like train's run folders
+    assert len(runs) == 1 and re.fullmatch(r"\d\d-\d\d-\d\d_\d+", runs[0].name), runs
+    out = runs[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(f"\neval test/acc={metrics['test/acc']:.6f}, train's logged test/acc={trained['test_acc']:.6f}")
+    assert metrics["test/acc"] == pytest.approx(trained["test_acc"], abs=1e-4)
+    assert metrics["total"] == 10_000 and metrics["correct"] == round(metrics["test/acc"] * 10_000)
+
+    # the printed report: loss, accuracy, one row per class with its name
+    assert f"test/acc  = {metrics['test/acc']:.4f}" in result.stdout and "test/loss = " in result.stdout
+    for name in MNIST.classes:
+        assert re.search(rf"^{re.escape(name)}\s+[\d,]+\s+[\d,]+\s+[01]\.\d{{4}}$", result.stdout, re.M), name
+    per_class = metrics["per_class"]
+    assert sum(r["total"] for r in per_class) == 10_000 and sum(r["correct"] for r in per_class) == metrics["correct"]
+
+    for png in ("confusion_matrix.png", "misclassified.png"):
+        with Image.open(out / png) as img:
+            assert img.format == "PNG" and min(img.size) > 300
+
+
+def test_eval_refuses_a_checkpoint_of_another_data_set(trained: dict, tmp_path: Path):
+    result = run_module("src.eval", f"ckpt_path={trained['ckpt']}", "data=fashion_mnist", f"hydra.run.dir={tmp_path}")
+    assert_clean_failure(result, "was trained on mnist", "not on fashion_mnist", "data=mnist")
+    assert not (tmp_path / "metrics.json").exists()
+
+
+# -- summary ---------------------------------------------------------------------------------------------------------
+def test_summary_prints_the_layer_table_without_data(tmp_path: Path):
+    result = run_module("src.summary", f"hydra.run.dir={tmp_path}", env={"DATA_DIR": str(tmp_path / "no-data-here")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if re.match(r"^(features|classifier)\.\d", line)]
+    shapes = [r[2] for r in rows if r[1] in ("(Conv2d)", "(MaxPool2d)", "(Flatten)", "(Linear)")]
+    assert shapes == ["6x28x28", "6x14x14", "16x10x10", "16x5x5", "400", "120", "84", "10"], result.stdout
+    assert [r[3] for r in rows if r[1] == "(Conv2d)"] == ["156", "2,416"]
+    assert "Total params: 61,706" in result.stdout and "1x32x32" in result.stdout
+    assert [r[1] for r in rows].count("(ReLU)") == 4  # the default model: relu, max pooling
+    assert (tmp_path / "summary.txt").read_text() == result.stdout
+
+
+# -- predict ---------------------------------------------------------------------------------------------------------
+def image_forms(digit: np.ndarray) -> dict[str, tuple[Image.Image, str]]:
+    """One MNIST digit (28x28 uint8, white on black) drawn the ways a user's image might come."""
+    ink, paper = np.array([20.0, 40.0, 120.0]), np.array([235.0, 225.0, 190.0])  # blue ink on cream paper
+    coloured = (paper * (1 - digit[..., None] / 255.0) + ink * (digit[..., None] / 255.0)).round().astype(np.uint8)
+    big = Image.fromarray(255 - digit).resize((160, 160), Image.Resampling.BICUBIC)
+    framed = Image.new("L", (200, 200), 255)
+    framed.paste(big, (25, 15))  # a margin, off centre
+    photo = Image.fromarray(coloured, "RGB").resize((150, 190), Image.Resampling.BICUBIC)  # aspect ratio changed
+    return {
+        "original": (Image.fromarray(digit), "png"),
+        "inverted": (Image.fromarray(255 - digit), "png"),
+        "large_200": (framed, "png"),
+        "rgb": (Image.fromarray(coloured, "RGB").resize((84, 84), Image.Resampling.BICUBIC), "png"),
+        "rgb_jpeg": (photo, "jpg"),
+    }
+
+
+def test_predict_agrees_with_the_model_on_real_digits_in_any_form(trained: dict, tmp_path: Path, data_dir: Path):
+    test_set = MNIST(str(data_dir), train=False)
+    digits, labels = test_set.data[:N_DIGITS], test_set.targets[:N_DIGITS]
+    loaded = load_checkpoint(trained["ckpt"])
+    with torch.no_grad():  # what the model says about the original test tensors
+        reference = loaded.net(normalize(digits, loaded.data)).argmax(1)
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    forms: dict[str, list[Path]] = {}
+    for i, digit in enumerate(digits.numpy()):
+        for form, (img, ext) in image_forms(digit).items():
+            path = folder / f"{i:03d}_{form}.{ext}"
+            img.save(path, quality=75) if ext == "jpg" else img.save(path)
+            forms.setdefault(form, []).append(path)
+
+    run = tmp_path / "run"
+    result = run_module("src.predict", f"ckpt_path={trained['ckpt']}", f"inputs=[{folder}]", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(run / "predictions.csv", newline="") as f:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(f)}
+    assert len(rows) == N_DIGITS * len(forms)
+    first = rows["000_original.png"]
+    assert re.search(rf"000_original\.png: {re.escape(first['prediction'])}  \(top-3: ", result.stdout)
+    top = [float(first[f"top{k}_prob"]) for k in (1, 2, 3)]
+    assert top == sorted(top, reverse=True) and 0 < sum(top) <= 1 + 1e-6
+
+    print(f"\nprediction agreement with the model on the original tensors ({N_DIGITS} MNIST test digits, "
+          f"model accuracy on them {(reference == labels).float().mean():.2%}):")  # fmt: skip
+    agreements = {}
+    for form, paths in forms.items():
+        predicted = torch.tensor([int(rows[p.name]["index"]) for p in paths])
+        agreements[form] = float((predicted == reference).float().mean())
+        print(f"  {form:<10} agreement {agreements[form]:.2%}   accuracy {(predicted == labels).float().mean():.2%}")
+    assert all(a >= MIN_AGREEMENT for a in agreements.values()), agreements
+
+
+def test_mnist_digits_pass_through_the_preprocessing_almost_unchanged(data_dir: Path):
+    # MNIST's own recipe applied to MNIST digits must give them back: same box, same centre of mass.
+    digits = MNIST(str(data_dir), train=False).data[:200].numpy()
+    diffs = [np.abs(to_mnist_format(d.astype(np.float32)) - d).mean() for d in digits]
+    assert np.mean(diffs) < 1.0  # on the 0..255 scale
+
+
+def test_drawings_on_a_transparent_background_are_read(tmp_path: Path, data_dir: Path):
+    digit = MNIST(str(data_dir), train=False).data[0].numpy()
+    rgba = np.zeros((28, 28, 4), dtype=np.uint8)  # black ink whose opacity is the stroke, on transparent pixels
+    rgba[..., 3] = digit
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "drawing.png")
+    assert np.abs(to_mnist_format(read_grayscale(tmp_path / "drawing.png")) - digit).mean() < 1.0
+
+
+def tiny_png_claiming(width: int, height: int) -> bytes:
+    """A valid 8-bit grayscale PNG header claiming ``width`` x ``height`` pixels, with almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [8_000, 100_000])  # over our 40 MP limit; over PIL's own bomb limit too
+def test_decompression_bombs_are_refused_before_decoding(side: int, tmp_path: Path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(tiny_png_claiming(side, side))
+    with pytest.raises(ImageError, match="bomb"):
+        read_grayscale(bomb)
+
+
+# -- export ----------------------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch_on_real_test_images(fmt: str, trained: dict, tmp_path: Path, data_dir: Path):
+    result = run_module("src.export", f"ckpt_path={trained['ckpt']}", f"format={fmt}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    reported = re.search(r"max abs difference vs PyTorch = (\S+) on logits up to (\S+) .*: passed", result.stdout)
+    assert reported, result.stdout
+
+    # Load the file independently and compare on other real test images, at two batch sizes.
+    loaded = load_checkpoint(trained["ckpt"])
+    images = load_test_split(data_dir, loaded.data, 3000)[0][2000:]
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(tmp_path / "lenet5.onnx"), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].shape == ["batch", 1, 32, 32]
+        run = lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])  # noqa: E731
+    else:
+        scripted = torch.jit.load(str(tmp_path / "lenet5.pt"), map_location="cpu")
+        run = lambda x: scripted(x)  # noqa: E731
+    diffs = []
+    with torch.no_grad():
+        for batch in (images[:1], images):
+            got, expected = run(batch), loaded.net(batch)
+            diffs.append(float((got - expected).abs().max()))
+            # float32 defaults: |got - expected| <= 1e-5 + 1.3e-6 * |expected|, element by element
+            torch.testing.assert_close(got, expected)
+    print(f"\n{fmt}: max abs difference vs PyTorch: {reported.group(1)} (src.export's check, logits up to "
+          f"{reported.group(2)}), {max(diffs):.3g} (this test, {len(images)} other test images)")  # fmt: skip
+    assert json.loads((tmp_path / "lenet5.json").read_text())["classes"] == loaded.data.classes
+
+
+@pytest.mark.parametrize("missing", ["state_dict", "hyper_parameters", "MNISTDataModule"])
+def test_checkpoints_not_written_by_train_are_refused(missing: str, trained: dict, tmp_path: Path):
+    checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
+    del checkpoint[missing]
+    torch.save(checkpoint, tmp_path / "partial.ckpt")
+    with pytest.raises(CheckpointError, match="not a Lightning checkpoint|not written by src.train"):
+        load_checkpoint(tmp_path / "partial.ckpt")
+
+
+# -- bad input: a clear message, exit status 2, nothing executed ----------------------------------------------------
+class CodePayload:
+    """Unpickling this runs ``touch <marker>``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+BAD_CASES = {
+    # name: (command, what to write, what the message must name)
+    "eval_missing_checkpoint": ("src.eval", "missing_ckpt", "no such checkpoint file"),
+    "predict_not_a_checkpoint": ("src.predict", "garbage_ckpt", "is not a readable checkpoint"),
+    "eval_code_checkpoint": ("src.eval", "code_ckpt", "was refused"),
+    "predict_code_checkpoint": ("src.predict", "code_ckpt", "was refused"),
+    "export_code_checkpoint": ("src.export", "code_ckpt", "was refused"),
+    "predict_missing_image": ("src.predict", "missing_image", "no such file or folder"),
+    "predict_not_an_image": ("src.predict", "text_image", "not an image"),
+    "predict_bomb_image": ("src.predict", "bomb_image", "bomb"),
+    # The export check itself can fail: an impossible tolerance must stop the command.
+    "export_check_fails": ("src.export", "tolerance_zero", "should not be used"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """All bad-input runs, two at a time (each is a short process start; the machine has 2 cores)."""
+    folder = tmp_path_factory.mktemp("bad")
+    good_image = folder / "seven.png"
+    Image.fromarray(MNIST(str(DATA_DIR), train=False).data[0].numpy()).save(good_image)
+    jobs = {}
+    for name, (module, kind, _) in BAD_CASES.items():
+        case = folder / name
+        case.mkdir()
+        ckpt, image = trained["ckpt"], good_image
+        if kind == "missing_ckpt":
+            ckpt = case / "missing.ckpt"
+        elif kind == "garbage_ckpt":
+            ckpt = case / "random.ckpt"
+            ckpt.write_bytes(os.urandom(4096))
+        elif kind == "code_ckpt":
+            ckpt = case / "evil.ckpt"
+            torch.save({"state_dict": {}, "payload": CodePayload(case / "pwned")}, ckpt)
+        elif kind == "missing_image":
+            image = case / "missing.png"
+        elif kind == "text_image":
+            image = case / "notes.png"
+            image.write_text("not an image, just text with a .png name\n")
+        elif kind == "bomb_image":
+            image = case / "bomb.png"
+            image.write_bytes(tiny_png_claiming(100_000, 100_000))
+        args = [f"ckpt_path={ckpt}", f"hydra.run.dir={case / 'run'}"]
+        if module == "src.predict":
+            args.append(f"inputs=[{good_image},{image}]")
+        if kind == "tolerance_zero":
+            args += ["format=onnx", "atol=1e-12", "rtol=0", "check_images=50"]  # onnxruntime differs by ~1e-6
+            ckpt = case / "run" / "lenet5.onnx"  # the message names the file it wrote and warns against
+        jobs[name] = (module, args, ckpt, image)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run_module, module, *args) for name, (module, args, _, _) in jobs.items()}
+        return {name: (f.result(), jobs[name][2], jobs[name][3]) for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_bad_input_is_a_clear_error(case: str, bad_runs: dict):
+    result, ckpt, image = bad_runs[case]
+    _, kind, message = BAD_CASES[case]
+    named = image if kind.endswith("_image") else ckpt
+    assert_clean_failure(result, message, str(named))
+    if kind == "code_ckpt":
+        marker = ckpt.parent / "pwned"
+        assert not marker.exists(), "the checkpoint's code was executed"
+        # The payload is live: an unsafe load (never done by the project) does run it.
+        torch.load(ckpt, weights_only=False)
+        assert marker.exists()
