@@ -142,7 +142,7 @@ def run_process(cmd: list[str], log_path: Path) -> tuple[int, float]:
 
 def combine(rounds: list[dict], command: str) -> dict:
     """One variant's rounds -> the figures reported: epochs after each round's first, pooled; the worst memory."""
-    ok = [r for r in rounds if r["exit_code"] == 0]
+    ok = [r for r in rounds if r["exit_code"] == 0 and "error" not in r]
     combined: dict[str, Any] = {"command": command, "rounds": rounds, "exit_code": max(r["exit_code"] for r in rounds)}
     if not ok:
         return combined
@@ -165,6 +165,8 @@ def lightning_result(run_dir: Path) -> dict:
     acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
     acc.Reload()
     summary = json.loads((run_dir / "metrics.json").read_text())
+    if "time/epoch_s" not in acc.Tags()["scalars"]:
+        return {"error": "no time/epoch_s logged: keep callbacks.epoch_throughput in an --extra variant"}
     result = {
         "epoch_seconds": [s.value for s in acc.Scalars("time/epoch_s")],
         "test_acc": summary["metrics"].get("test/acc"),

@@ -37,7 +37,9 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]
     datamodule = instantiate(cfg.data)
     model = LitLeNet5(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    # torch.jit.trace (the TensorBoard graph) cannot trace a torch.compile'd module: no graph then.
+    no_graph = {"log_graph": False} if cfg.model.get("compile") else {}
+    loggers = [instantiate(c, **(no_graph if "log_graph" in c else {})) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 

@@ -71,6 +71,15 @@ def test_multirun_writes_one_folder_per_job(tmp_path: Path, data_dir):
         assert "test/acc" in read_scalars(job / "tensorboard").Tags()["scalars"]
 
 
+def test_compiled_model_trains(tmp_path: Path, data_dir):
+    result = run_module("src.train", "model.compile=true", *TINY, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+    # the checkpoint holds the plain model's keys, so it loads into an uncompiled LeNet-5
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert "net.features.0.weight" in state and not any("_orig_mod" in k for k in state)
+
+
 def test_ddp_on_two_cpu_processes(tmp_path: Path, data_dir):
     """Lightning's own DDP (gloo on CPU); each rank draws its shard of the epoch's permutation."""
     result = run_module("src.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "torch_threads=1",
