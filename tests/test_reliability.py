@@ -28,8 +28,15 @@ QUIET = "callbacks.progress_bar.refresh_rate=0"
 
 def start_train(*overrides: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def default_sigint() -> None:
+        # A shell that starts commands in the background makes them ignore SIGINT, and Python then never
+        # raises KeyboardInterrupt: give the run the default handling a terminal's Ctrl-C would meet.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     return subprocess.Popen([sys.executable, "-m", "src.train", *overrides, QUIET], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
