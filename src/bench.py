@@ -90,7 +90,7 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from src.models import LeNet5
+    from src.models import LeNet5, lenet5_from_config
 
     cfg = compose_config(overrides)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
@@ -100,8 +100,7 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
         net = LeNet5(activation=cfg.model.activation, pooling=cfg.model.pooling).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr, momentum=cfg.optimizer.momentum)
     else:
-        model_args = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "compile"}
-        net = LeNet5(**model_args).to(device)
+        net = lenet5_from_config(OmegaConf.to_container(cfg.model)).to(device)
         opt = instantiate(cfg.optimizer)(net.parameters())
         dm = instantiate(cfg.data)
         dm.setup()

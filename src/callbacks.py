@@ -118,6 +118,10 @@ class LearningCurves(L.Callback):
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.history: list[dict[str, Any]] = []
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Callbacks' epoch-end hooks run before the LightningModule's, which computes train/acc: the row is
@@ -138,7 +142,15 @@ class LearningCurves(L.Callback):
         self._flush(trainer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}  # a resumed run keeps the curves of the epochs before the stop
+        # A resumed run keeps the curves of the epochs before the stop. Checkpoints are written after validation,
+        # before the epoch's train metrics exist: the epoch being saved goes in with its validation metrics.
+        history, trainer, row = list(self.history), self._trainer, getattr(self, "_pending", None)
+        if row is None and trainer is not None and trainer.validating and (not history or history[-1]["epoch"] < trainer.current_epoch):
+            row = {"epoch": trainer.current_epoch, "step": trainer.global_step}  # saved at the end of validation
+        if row is not None and trainer is not None:
+            metrics = trainer.callback_metrics
+            history.append({**row, **{n: float(metrics[k]) for n, k in self.KEYS.items() if k.startswith("val/") and k in metrics}})
+        return {"history": history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state["history"])

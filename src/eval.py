@@ -27,19 +27,6 @@ from src.plots import confusion_matrix_figure, image_grid, save
 log = logging.getLogger(__name__)
 
 
-class UseCheckpointStats(L.Callback):
-    """Gives the data module the checkpoint's normalisation statistics (as ``trainer.test(ckpt_path=...)`` does).
-
-    Callbacks' ``setup`` runs right after the data module's own, which recomputes them from the training split.
-    """
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        trainer.datamodule.load_state_dict(self.state)
-
-
 class CollectPredictions(L.Callback):
     """Keeps each test batch's predicted and true labels, and the misclassified images, for the plots."""
 
@@ -64,13 +51,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     ckpt_path = require(cfg, "ckpt_path", "python -m src.eval ckpt_path=outputs/runs/<date>/<time>/checkpoints/last.ckpt")
     loaded = load_checkpoint(ckpt_path)
-    # The test images are padded as in training; the normalisation comes from the checkpoint (UseCheckpointStats).
+    # The test images are padded and normalised as in training, with the checkpoint's own statistics.
     datamodule = instantiate(cfg.data, pad=loaded.data.pad)
     check_same_data(loaded, datamodule.hparams.dataset, datamodule.classes)
+    datamodule.load_state_dict(loaded.data.as_dict())
 
     collector = CollectPredictions()
     trainer = instantiate(
-        cfg.trainer, logger=False, callbacks=[UseCheckpointStats(loaded.data.as_dict()), collector],
+        cfg.trainer, logger=False, callbacks=[collector],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     metrics = trainer.test(loaded.module, datamodule=datamodule, verbose=False)[0]

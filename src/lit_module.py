@@ -13,7 +13,7 @@ from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from src.models.lenet5 import LeNet5
+from src.models.lenet5 import lenet5_from_config
 
 STAGES = ("train", "val", "test")
 
@@ -28,8 +28,7 @@ class LitLeNet5(L.LightningModule):
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        net_args = {k: v for k, v in model.items() if k != "compile"}
-        self.net = LeNet5(**net_args)
+        self.net = lenet5_from_config(model)
         num_classes = self.net.classifier[-1].out_features
         self.example_input_array = torch.zeros(1, self.net.features[0].in_channels, 32, 32)
         if model.get("compile"):

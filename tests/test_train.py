@@ -1,13 +1,15 @@
 """End-to-end: ``python -m src.train`` as a subprocess on the real data, read back with TensorBoard's reader."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.helpers import TINY, read_scalars, run_module
+from tests.helpers import ROOT, TINY, read_scalars, run_module
 
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
 
@@ -47,17 +49,25 @@ def test_train_end_to_end(tmp_path: Path, data_dir):
 
 
 def test_two_runs_started_together_get_their_own_folders(tmp_path: Path, data_dir):
-    import subprocess
-    import sys
-
-    from tests.helpers import ROOT
-
     cmd = [sys.executable, "-m", "src.train", *TINY, "test=false", f"paths.log_dir={tmp_path}"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     runs = sorted(tmp_path.glob("runs/*/*"))
     assert len(runs) == 2, runs
     assert all((run / "checkpoints" / "last.ckpt").is_file() for run in runs)
+
+
+def test_a_run_folder_with_checkpoints_resumes_itself(tmp_path: Path, data_dir):
+    """What a requeued cluster job does: the same run folder again continues from its own last.ckpt."""
+    first = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_module("src.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'} found in this run's folder" in again.stderr
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["epochs"] == 2  # one epoch restored, one more trained: not two from scratch
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1] and "val/acc" in history[0]
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path: Path, data_dir):

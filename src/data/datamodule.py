@@ -217,7 +217,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_indices, self.train_indices = order[: hp.val_size], order[hp.val_size :]
         train_images = F.pad(train_set.data, (hp.pad,) * 4)
         test_images = F.pad(test_set.data, (hp.pad,) * 4)
-        self.mean, self.std = pixel_stats(train_images[self.train_indices])
+        if self.mean is None:  # statistics loaded from a checkpoint (load_state_dict) are kept as they are
+            self.mean, self.std = pixel_stats(train_images[self.train_indices])
 
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         pick = {"train": self.train_indices, "val": self.val_indices}
@@ -248,6 +249,7 @@ class MNISTDataModule(L.LightningDataModule):
                 "classes": list(self.classes)}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Use a checkpoint's normalisation; call before ``setup`` so every loader is built with it."""
         self.mean, self.std = state["mean"], state["std"]
 
     def split_sizes(self) -> dict[str, int]:

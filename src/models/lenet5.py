@@ -59,6 +59,11 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x.contiguous(memory_format=self.memory_format)))
 
 
+def lenet5_from_config(model: dict) -> LeNet5:
+    """The network for a ``model`` config group; ``compile`` there is for the Lightning wrapper, not the network."""
+    return LeNet5(**{k: v for k, v in model.items() if k != "compile"})
+
+
 def _xavier(m: nn.Module) -> None:
     # d2l initialises only the weights of conv and linear layers; biases keep PyTorch's default.
     if isinstance(m, (nn.Conv2d, nn.Linear)):
