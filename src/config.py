@@ -81,6 +81,8 @@ def validate(cfg: DictConfig) -> None:
     check("trainer.max_epochs", lambda v: _is_int(v) and v >= 0, "must be an integer >= 0")
     check("trainer.gradient_clip_val", lambda v: v is None or (_is_number(v) and v > 0), "must be null or a number > 0")
     check("seed", _is_int, "must be an integer")
+    check("torch_threads", lambda v: v is None or (_is_int(v) and v > 0), "must be null or an integer > 0")
+    check("reuse_cpu_memory", lambda v: isinstance(v, bool), "must be true or false")
     for group in ("optimizer", "scheduler"):
         errors += _unknown_arguments(cfg, group)
     for key in ("ckpt_path",):

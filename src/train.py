@@ -23,6 +23,7 @@ from src.config import CONFIG_DIR, resolve_resume, validate
 from src.errors import run_entry_point
 from src.lit_module import LitLeNet5
 from src.reliability import safe_load_checkpoint
+from src.runtime import configure_runtime
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)  # before anything is downloaded, written or trained
     if cfg.ckpt_path:
         safe_load_checkpoint(cfg.ckpt_path)  # refuse an unsafe or broken file before any work
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(cfg.torch_threads)
+    configure_runtime(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
     try:

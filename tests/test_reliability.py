@@ -171,6 +171,8 @@ BAD_CONFIGS = [
     ("trainer.max_epochs=-2", "trainer.max_epochs=-2", ">= 0"),
     ("data.pipeline=fast", "data.pipeline='fast'", "tensor"),
     ("seed=abc", "seed='abc'", "integer"),
+    ("torch_threads=0", "torch_threads=0", "integer > 0"),
+    ("reuse_cpu_memory=maybe", "reuse_cpu_memory='maybe'", "true or false"),
 ]
 
 
