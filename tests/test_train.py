@@ -143,3 +143,15 @@ def test_one_epoch_of_d2l_sigmoid_learns(tmp_path: Path, data_dir):
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     print(f"d2l_sigmoid epoch 1: train/loss {first:.3f} -> {last:.3f}")
     assert last < first - 0.3
+
+
+def test_train_loss_is_logged_at_every_logging_step(tmp_path: Path, data_dir):
+    # 2 epochs x 7 batches, log every 3 steps: Lightning writes at steps 2, 5, 8 and 11 (its step counter is
+    # zero-based), and each written value is that step's own loss.
+    result = run_module("src.train", *TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=7",
+                        "trainer.log_every_n_steps=3", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = read_scalars(tmp_path / "tensorboard").Scalars("train/loss")
+    assert [s.step for s in losses] == [2, 5, 8, 11]
+    values = [s.value for s in losses]
+    assert len(set(values)) == len(values) and all(0 < v < 5 for v in values)
