@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from src.config import PROJECT_ROOT
+from src.runtime import configure_runtime
 
 SEED, LR, MOMENTUM = 42, 0.05, 0.9  # the benchmark's recipe for every variant
 TRAIN_IMAGES = 55_000
@@ -94,6 +95,8 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
 
     cfg = compose_config(overrides)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    if variant == "raw":
+        configure_runtime(cfg)  # the process settings src.train makes (threads, CPU memory reuse)
     torch.manual_seed(cfg.seed)
     if variant == "textbook":
         train, val, test = textbook_loaders(cfg.data.batch_size)
@@ -139,13 +142,19 @@ def run_process(cmd: list[str], log_path: Path) -> tuple[int, float]:
     return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024  # Linux reports KiB
 
 
+def timed_epochs(result: dict) -> list[float]:
+    """A run's epoch times without its first epoch (start-up, first-call allocations), unless it had only one."""
+    return result["epoch_seconds"][1:] or result["epoch_seconds"]
+
+
 def combine(rounds: list[dict], command: str) -> dict:
     """One variant's rounds -> the figures reported: epochs after each round's first, pooled; the worst memory."""
     ok = [r for r in rounds if r["exit_code"] == 0 and "error" not in r]
     combined: dict[str, Any] = {"command": command, "rounds": rounds, "exit_code": max(r["exit_code"] for r in rounds)}
     if not ok:
         return combined
-    combined["epoch_seconds"] = [s for r in ok for s in (r["epoch_seconds"][1:] or r["epoch_seconds"])]
+    combined["epoch_seconds"] = [s for r in ok for s in timed_epochs(r)]
+    combined["round_medians"] = [statistics.median(timed_epochs(r)) if r in ok else None for r in rounds]
     combined["test_acc"] = statistics.median(r["test_acc"] for r in ok if r.get("test_acc") is not None)
     combined["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
     if any("peak_gpu_mb" in r for r in ok):
@@ -232,7 +241,14 @@ def write_report(out: Path, results: dict[str, dict], info: dict[str, str], args
     ]
     for ref in ("textbook", "raw"):
         if "lightning" in medians and ref in medians:
-            lines.append(f"- lightning / {ref}: {medians['lightning'] / medians[ref]:.3f}")
+            # Paired by round: both ran minutes apart, so a slow spell of the machine cancels out of the ratio.
+            paired = [a / b for a, b in zip(results["lightning"]["round_medians"], results[ref]["round_medians"])
+                      if a is not None and b is not None]  # fmt: skip
+            lines.append(
+                f"- lightning / {ref}: {medians['lightning'] / medians[ref]:.3f} (ratio of the medians above); "
+                f"per round {statistics.median(paired):.3f} median, {min(paired):.3f}-{max(paired):.3f} range "
+                f"({len(paired)} rounds)"
+            )
     tta = results.get("fast_mnist", {})
     if "seconds_to_target" in tta:
         runs = ", ".join(f"{t:.2f}" for t in tta["seconds_to_target_all"])
@@ -274,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every variant")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of every variant")
     parser.add_argument("--tta-rounds", type=int, default=2, help="runs of experiment=fast_mnist (time to 99%%)")
     parser.add_argument("--tiny", action="store_true", help="a few batches per variant (CI)")
     parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")

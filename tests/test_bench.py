@@ -14,7 +14,7 @@ def test_bench_tiny_writes_its_table_and_chart(tmp_path: Path, data_dir):
     table = (tmp_path / "results.md").read_text()
     for variant in ("textbook", "raw", "lightning", "fast_mnist", "classic"):
         assert f"| {variant} |" in table
-    assert "lightning / textbook:" in table and "lightning / raw:" in table
+    assert "lightning / textbook:" in table and "lightning / raw:" in table and "per round" in table
     assert (tmp_path / "chart.png").stat().st_size > 5_000
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     assert all(r["exit_code"] == 0 and r["epoch_seconds"] and r["peak_rss_mb"] > 0 for r in results.values())
