@@ -16,7 +16,7 @@ from torch import nn
 
 from src.config import CONFIG_DIR, validate
 from src.errors import run_entry_point
-from src.models.lenet5 import LeNet5
+from src.models.lenet5 import lenet5_from_config
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ def format_table(net: nn.Module, input_shape: tuple[int, ...], title: str) -> st
 
 def summarize(cfg: DictConfig) -> str:
     validate(cfg)
-    args = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "compile"}
-    net = LeNet5(**args)
+    args = OmegaConf.to_container(cfg.model, resolve=True)
+    net = lenet5_from_config(args)
     shown = ", ".join(f"{k}={args[k]}" for k in ("activation", "pooling", "init", "num_classes") if k in args)
     table = format_table(net, (args.get("in_channels", 1), INPUT_SIZE, INPUT_SIZE), f"LeNet-5 ({shown})")
     print(table)

@@ -26,14 +26,25 @@ configure_runtime(cfg)
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 """
 REALLOCATE = SETUP + """
-def step():  # three 8 MiB blocks, written in full and freed, as a step's activations are
-    blocks = [torch.ones(2 * 2**20) for _ in range(3)]
+def step():  # 8 MiB blocks, written in full and freed, as a step's activations are
+    blocks = [torch.ones(2 * 2**20) for _ in range(9)]
 for _ in range(3):
     step()
 before = faults()
 for _ in range(3):
     step()
 print(json.dumps(faults() - before))
+"""
+MMAPPED_MIB = SETUP + """
+import ctypes
+class MallInfo2(ctypes.Structure):  # glibc >= 2.33, mallinfo(3)
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+before = libc.mallinfo2().hblkhd  # bytes malloc holds in separately mmapped blocks
+block = torch.ones(6 * 2**20)  # 24 MiB
+print(json.dumps((libc.mallinfo2().hblkhd - before) / 2**20))
 """
 TRAINING_STEPS = SETUP + """
 import torch.nn.functional as F
@@ -60,6 +71,7 @@ print(json.dumps(statistics.median(per_step[10:])))
 
 
 def page_faults(script: str, reuse: bool) -> float:
+    """Run one of the scripts above in a fresh process; return the number it prints."""
     overrides = [f"reuse_cpu_memory={str(reuse).lower()}", f"paths.data_dir={DATA_DIR}"]
     result = subprocess.run([sys.executable, "-c", script, *overrides], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
@@ -67,10 +79,18 @@ def page_faults(script: str, reuse: bool) -> float:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def test_large_blocks_come_from_the_reusable_heap():
+    # glibc's default serves a 24 MiB block with its own mmap, given back to the kernel when freed; with reuse it
+    # comes from the heap, which keeps freed memory.
+    assert page_faults(MMAPPED_MIB, reuse=False) == pytest.approx(24, abs=0.1)
+    assert page_faults(MMAPPED_MIB, reuse=True) == 0
+
+
 def test_freed_blocks_are_reused_without_new_pages():
-    # 8 MiB = 2,048 pages of 4 KiB. By default glibc hands the freed top of its heap back to the kernel once it
-    # exceeds twice the largest block freed so far, so every repetition maps (page-faults) fresh pages again.
-    assert page_faults(REALLOCATE, reuse=False) > 6000
+    # 9 x 8 MiB, allocated, written and freed three times: ~55,000 pages of 4 KiB each time. With reuse they stay
+    # mapped, so the repetitions page-fault none. glibc's default is not asserted: it hands the freed top of its
+    # heap back to the kernel only in some memory layouts (run alone: 49,056 faults, every time; inside the whole
+    # test suite: 0, twice), so it cannot serve as a fixed contrast.
     assert page_faults(REALLOCATE, reuse=True) < 100
 
 
