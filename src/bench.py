@@ -10,7 +10,9 @@ Variants (same LeNet-5, SGD lr 0.05 momentum 0.9, batch size and epochs; each ep
   lightning  ``python -m src.train`` as users run it (logging, checkpointing and progress bar on)
 plus ``--extra NAME=OVERRIDES`` for more Lightning variants (e.g. ``--extra "bf16=trainer.precision=bf16-mixed"``),
 and the time to 99.0% MNIST test accuracy for ``experiment=fast_mnist``. Each variant runs in its own process so
-its peak memory is its own. Results go to ``outputs/bench/<time>/``: results.json, results.md and chart.png.
+its peak memory is its own. ``paired`` then measures Lightning's cost per training step at three levels (an empty
+LightningModule, LitLeNet5, the full src.train pipeline), each in one process where segments of Lightning steps
+alternate with segments of raw-loop steps, so that the machine's slow spells cancel out of the ratio. Results go to ``outputs/bench/<time>/``: results.json, results.md and chart.png.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 
@@ -85,13 +88,33 @@ def evaluate(net: torch.nn.Module, loader: Any, device: torch.device, limit: int
     return float(correct) / max(total, 1)
 
 
-def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | None, overrides: list[str]) -> dict:
-    """Train with a plain PyTorch loop. ``raw`` takes model, optimizer and data settings from the composed config,
-    exactly as ``src.train`` would, so the only difference left is Lightning; ``textbook`` is the tutorials' code."""
+def plain_setup(cfg: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
+    """Network, optimizer and tensor-resident data on ``device``, built from a composed config as src.train does."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from src.models import LeNet5, lenet5_from_config
+    from src.models import lenet5_from_config
+
+    net = lenet5_from_config(OmegaConf.to_container(cfg.model)).to(device)
+    opt = instantiate(cfg.optimizer)(net.parameters())
+    dm = instantiate(cfg.data)
+    dm.setup()
+    for split, (images, labels) in dm._splits.items():
+        dm._splits[split] = (images.to(device), labels.to(device))
+    return net, opt, dm
+
+
+def plain_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    loss = F.cross_entropy(net(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | None, overrides: list[str]) -> dict:
+    """Train with a plain PyTorch loop. ``raw`` takes model, optimizer and data settings from the composed config,
+    exactly as ``src.train`` would, so the only difference left is Lightning; ``textbook`` is the tutorials' code."""
+    from src.models import LeNet5
 
     cfg = compose_config(overrides)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
@@ -103,12 +126,7 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
         net = LeNet5(activation=cfg.model.activation, pooling=cfg.model.pooling).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=cfg.optimizer.lr, momentum=cfg.optimizer.momentum)
     else:
-        net = lenet5_from_config(OmegaConf.to_container(cfg.model)).to(device)
-        opt = instantiate(cfg.optimizer)(net.parameters())
-        dm = instantiate(cfg.data)
-        dm.setup()
-        for split, (images, labels) in dm._splits.items():
-            dm._splits[split] = (images.to(device), labels.to(device))
+        net, opt, dm = plain_setup(cfg, device)
         train, val, test = dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()
     epoch_seconds = []
     for epoch in range(epochs):
@@ -118,11 +136,7 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
         for i, (x, y) in enumerate(train):
             if limit is not None and i >= limit:
                 break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = F.cross_entropy(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            plain_step(net, opt, x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         evaluate(net, val, device, limit)  # validation each epoch, as the Lightning run does
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -131,6 +145,125 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
+
+
+# -- Lightning's cost per step, paired with a plain loop in the same process -----------------------------------
+PAIRED_LEVELS = {
+    "minimal": "an empty LightningModule (forward + loss) in a bare Trainer: Lightning's own loop",
+    "module": "src's LitLeNet5 (metrics, logging) in a bare Trainer",
+    "pipeline": "src.train's Trainer as users run it (logger, checkpoints, progress bar, callbacks)",
+}
+
+
+class PlainStepsBetween(L.Callback):
+    """After every ``segment`` Lightning training steps, times them, then runs and times ``segment`` plain-loop steps.
+
+    The plain loop has its own network, optimizer and data, built from the same config. Both kinds of segment run
+    seconds apart in one process, so a slow spell of a shared machine falls on both alike and cancels out of each
+    segment's ratio. Segments never span an epoch's end, so validation and checkpoints are not counted.
+    """
+
+    def __init__(self, cfg: Any, device: torch.device, segment: int) -> None:
+        self.device, self.segment = device, segment
+        self.net, self.opt, dm = plain_setup(cfg, device)
+        self.loader, self.batches = dm.train_dataloader(), iter(())
+        self.lightning_ms: list[list[float]] = []  # per epoch, per segment: ms per step
+        self.plain_ms: list[list[float]] = []
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.lightning_ms.append([])
+        self.plain_ms.append([])
+        self._steps, self._start = 0, None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._start is None:
+            self._start = self._now()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._steps += 1
+        if self._steps % self.segment:
+            return
+        start = self._now()
+        self.lightning_ms[-1].append((start - self._start) / self.segment * 1e3)
+        for _ in range(self.segment):
+            plain_step(self.net, self.opt, *self._next_batch())
+        self._start = self._now()
+        self.plain_ms[-1].append((self._start - start) / self.segment * 1e3)
+
+
+class MinimalLitLeNet5(L.LightningModule):
+    """The least a LightningModule can be: the same network, loss and optimizer, nothing logged or measured."""
+
+    def __init__(self, cfg: Any) -> None:
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        from src.models import lenet5_from_config
+
+        super().__init__()
+        self.net = lenet5_from_config(OmegaConf.to_container(cfg.model))
+        self.optimizer_fn = instantiate(cfg.optimizer)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_fn(self.parameters())
+
+
+def run_paired(level: str, epochs: int, accelerator: str, limit: int | None, segment: int, overrides: list[str],
+               output_dir: Path) -> dict:  # fmt: skip
+    """Fit at one ``PAIRED_LEVELS`` level with plain-loop segments in between; per-segment ms/step of each."""
+    from hydra.utils import instantiate
+
+    from src.lit_module import LitLeNet5
+    from src.train import build, plain
+
+    limits = [f"trainer.limit_{stage}_batches={limit}" for stage in ("train", "val")] if limit is not None else []
+    cfg = compose_config([*overrides, *limits, f"paths.output_dir={output_dir}", f"trainer.accelerator={accelerator}"])
+    configure_runtime(cfg)
+    L.seed_everything(cfg.seed)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    steps = PlainStepsBetween(cfg, device, segment)
+    if level == "pipeline":
+        datamodule, model, trainer = build(cfg)
+        trainer.callbacks.append(steps)
+    else:
+        datamodule = instantiate(cfg.data)
+        if level == "minimal":
+            model = MinimalLitLeNet5(cfg)
+        else:
+            model = LitLeNet5(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler))
+        trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=epochs, limit_train_batches=limit,
+                            limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[steps])  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    return {"lightning_ms": steps.lightning_ms, "plain_ms": steps.plain_ms}
+
+
+def paired_summary(result: dict) -> dict:
+    """Segments after the first epoch (warm-up) unless there was only one; medians and the paired ratio."""
+    lightning = [ms for epoch in result["lightning_ms"][1:] or result["lightning_ms"] for ms in epoch]
+    plain_ = [ms for epoch in result["plain_ms"][1:] or result["plain_ms"] for ms in epoch]
+    ratios = sorted(a / b for a, b in zip(lightning, plain_))
+    if not ratios:
+        return {"segments": 0}
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {"segments": len(ratios), "lightning_ms": statistics.median(lightning), "plain_ms": statistics.median(plain_),
+            "ratio": statistics.median(ratios), "ratio_q1": quartiles[0], "ratio_q3": quartiles[2]}  # fmt: skip
 
 
 # -- the driver ----------------------------------------------------------------------------------------------
@@ -219,6 +352,8 @@ def machine_info(accelerator: str) -> dict[str, str]:
 def write_report(out: Path, results: dict[str, dict], info: dict[str, str], args: argparse.Namespace) -> str:
     rows, medians = [], {}
     for name, r in results.items():
+        if name == "paired":
+            continue
         if "epoch_seconds" not in r:
             rows.append(f"| {name} | failed (exit {r.get('exit_code')}) | | | |")
             continue
@@ -249,6 +384,27 @@ def write_report(out: Path, results: dict[str, dict], info: dict[str, str], args
                 f"per round {statistics.median(paired):.3f} median, {min(paired):.3f}-{max(paired):.3f} range "
                 f"({len(paired)} rounds)"
             )
+    paired = results.get("paired", {})
+    if paired:
+        lines += [
+            "",
+            f"Lightning's cost per training step, paired: in one process, segments of {args.segment} Lightning steps "
+            f"alternate with {args.segment} steps of the raw loop (its own network, optimizer and data); ms per step "
+            "are medians over the segments after the first epoch, the ratio is the median (and quartiles) of each "
+            "segment's own ratio. Validation and checkpoints are not in these figures.",
+            "",
+            "| Lightning as | Lightning ms/step | raw loop ms/step | paired ratio | segments |",
+            "|---|---|---|---|---|",
+        ]
+        for level, r in paired.items():
+            if not r.get("segments"):
+                lines.append(f"| {level}: {PAIRED_LEVELS[level]} | failed (exit {r.get('exit_code')}) | | | |")
+                continue
+            lines.append(
+                f"| {level}: {PAIRED_LEVELS[level]} | {r['lightning_ms']:.2f} | {r['plain_ms']:.2f} | "
+                f"{r['ratio']:.3f} ({r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}) | {r['segments']} |"
+            )
+        lines.append("")
     tta = results.get("fast_mnist", {})
     if "seconds_to_target" in tta:
         runs = ", ".join(f"{t:.2f}" for t in tta["seconds_to_target_all"])
@@ -294,21 +450,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta-rounds", type=int, default=2, help="runs of experiment=fast_mnist (time to 99%%)")
     parser.add_argument("--tiny", action="store_true", help="a few batches per variant (CI)")
     parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")
-    parser.add_argument("--variants", default="textbook,raw,lightning,fast_mnist")
+    parser.add_argument("--variants", default="textbook,raw,lightning,fast_mnist,paired")
+    parser.add_argument("--segment", type=int, default=10, help="steps per segment of the paired measurement")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="another Lightning variant: a name and src.train overrides")  # fmt: skip
-    parser.add_argument("--worker", choices=["textbook", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["textbook", "raw", *PAIRED_LEVELS], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: no CUDA GPU is available on this machine")
     if args.tiny:
-        args.epochs, args.rounds, args.tta_rounds = min(args.epochs, 2), 1, 1
+        args.epochs, args.rounds, args.tta_rounds, args.segment = min(args.epochs, 2), 1, 1, 2
 
     if args.worker:  # inside a worker process: run one plain loop and write its result
-        limit = args.limit if args.tiny else None
-        result = run_plain_loop(args.worker, args.epochs, args.accelerator, limit, json.loads(args.overrides))
+        limit, overrides = args.limit if args.tiny else None, json.loads(args.overrides)
+        if args.worker in PAIRED_LEVELS:
+            output_dir = args.result.with_suffix("")
+            result = run_paired(args.worker, args.epochs, args.accelerator, limit, args.segment, overrides, output_dir)
+        else:
+            result = run_plain_loop(args.worker, args.epochs, args.accelerator, limit, overrides)
         args.result.write_text(json.dumps(result))
         return 0
 
@@ -320,12 +481,18 @@ def main(argv: list[str] | None = None) -> int:
     common = [f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}", "scheduler=none",
               "model.activation=relu", "model.pooling=max", "optimizer=sgd", f"optimizer.lr={LR}",
               f"optimizer.momentum={MOMENTUM}", f"seed={SEED}", f"paths.data_dir={data_dir()}"]  # fmt: skip
+    def worker(name: str) -> list[str]:
+        return [sys.executable, "-m", "src.bench", "--worker", name, "--result", str(out / f"{name}.json"),
+                f"--epochs={args.epochs}", f"--accelerator={args.accelerator}", f"--limit={args.limit}",
+                f"--segment={args.segment}", *(["--tiny"] if args.tiny else []), "--overrides", json.dumps(common)]  # fmt: skip
+
     jobs: dict[str, list[str]] = {}
+    paired_jobs: dict[str, list[str]] = {}
     for name in args.variants.split(","):
         if name in ("textbook", "raw"):
-            jobs[name] = [sys.executable, "-m", "src.bench", "--worker", name, "--result", str(out / f"{name}.json"),
-                          f"--epochs={args.epochs}", f"--accelerator={args.accelerator}", f"--limit={args.limit}",
-                          *(["--tiny"] if args.tiny else []), "--overrides", json.dumps(common)]  # fmt: skip
+            jobs[name] = worker(name)
+        elif name == "paired":  # paired within each run: one run per level is enough
+            paired_jobs = {level: worker(level) for level in PAIRED_LEVELS}
         elif name == "lightning":
             jobs[name] = lightning_command(args, out / name, common)
         elif name == "fast_mnist":
@@ -333,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                    "+callbacks.time_to_accuracy.target=0.99", f"seed={SEED}"]  # fmt: skip
             jobs[name] = lightning_command(args, out / name, tta + (["trainer.max_epochs=1"] if args.tiny else []))
         else:
-            parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, fast_mnist")
+            parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, fast_mnist, paired")
     for extra in args.extra:
         name, _, overrides = extra.partition("=")
         jobs[name] = lightning_command(args, out / name, common + shlex.split(overrides))
@@ -356,10 +523,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"[bench] {name} failed with exit code {code}; see {out / (tag + '.log')}", flush=True)
             runs[name].append(result)
-    results = {name: combine(rounds, shlex.join(jobs[name][1:])) for name, rounds in runs.items()}
+    results: dict[str, Any] = {name: combine(rounds, shlex.join(jobs[name][1:])) for name, rounds in runs.items()}
+    if paired_jobs:
+        results["paired"] = {}
+        for level, cmd in paired_jobs.items():
+            print(f"[bench] paired {level}: {shlex.join(cmd[1:])}", flush=True)
+            code, _ = run_process(cmd, out / f"{level}.log")
+            summary = paired_summary(json.loads((out / f"{level}.json").read_text())) if code == 0 else {}
+            results["paired"][level] = {"exit_code": code, "command": shlex.join(cmd[1:]), **summary}
     print(write_report(out, results, machine_info(args.accelerator), args))
     print(f"[bench] written to {out}")
-    return 0 if all(r["exit_code"] == 0 for r in results.values()) else 1
+    codes = [r["exit_code"] for name, r in results.items() if name != "paired"]
+    codes += [r["exit_code"] for r in results.get("paired", {}).values()]
+    return 0 if all(code == 0 for code in codes) else 1
 
 
 if __name__ == "__main__":

@@ -15,8 +15,35 @@ def test_bench_tiny_writes_its_table_and_chart(tmp_path: Path, data_dir):
     for variant in ("textbook", "raw", "lightning", "fast_mnist", "classic"):
         assert f"| {variant} |" in table
     assert "lightning / textbook:" in table and "lightning / raw:" in table and "per round" in table
+    for level in ("minimal", "module", "pipeline"):  # the paired per-step measurement, one row per level
+        assert f"| {level}: " in table
+    assert "failed" not in table
     assert (tmp_path / "chart.png").stat().st_size > 5_000
     results = json.loads((tmp_path / "results.json").read_text())["results"]
+    paired = results.pop("paired")
     assert all(r["exit_code"] == 0 and r["epoch_seconds"] and r["peak_rss_mb"] > 0 for r in results.values())
+    # tiny mode: 5 steps per epoch in segments of 2, counted after the first of 2 epochs -> 2 segments per level
+    assert all(r["exit_code"] == 0 and r["segments"] == 2 and r["lightning_ms"] > 0 and r["plain_ms"] > 0 for r in paired.values())
     # the raw loop and src.train see the same data order and model: same accuracy after the same batches
     assert results["raw"]["test_acc"] == pytest.approx(results["lightning"]["test_acc"], abs=1e-6)
+
+
+def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp_path: Path):
+    """7 Lightning steps per epoch in segments of 3: two segments per epoch, each followed by 3 plain steps that
+    really train the plain network; the 7th step starts no segment, so nothing spans the epoch's end."""
+    import torch
+
+    from src.bench import PlainStepsBetween, compose_config, run_paired
+
+    cfg = compose_config([f"paths.data_dir={data_dir}", "data.batch_size=64"])
+    probe = PlainStepsBetween(cfg, torch.device("cpu"), segment=3)
+    before = [p.detach().clone() for p in probe.net.parameters()]
+    probe.on_train_epoch_start(None, None)
+    for i in range(7):
+        probe.on_train_batch_start(None, None, None, i)
+        probe.on_train_batch_end(None, None, None, None, i)
+    assert len(probe.lightning_ms[-1]) == len(probe.plain_ms[-1]) == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, probe.net.parameters()))
+
+    result = run_paired("minimal", epochs=2, accelerator="cpu", limit=7, segment=3, overrides=[f"paths.data_dir={data_dir}"], output_dir=tmp_path)
+    assert [len(e) for e in result["lightning_ms"]] == [len(e) for e in result["plain_ms"]] == [2, 2]
