@@ -12,7 +12,8 @@ plus ``--extra NAME=OVERRIDES`` for more Lightning variants (e.g. ``--extra "bf1
 and the time to 99.0% MNIST test accuracy for ``experiment=fast_mnist``. Each variant runs in its own process so
 its peak memory is its own. ``paired`` then measures Lightning's cost per training step at three levels (an empty
 LightningModule, LitLeNet5, the full src.train pipeline), each in one process where segments of Lightning steps
-alternate with segments of raw-loop steps, so that the machine's slow spells cancel out of the ratio. Results go to ``outputs/bench/<time>/``: results.json, results.md and chart.png.
+alternate with segments of raw-loop steps, so that the machine's slow spells cancel out of the ratio.
+Results go to ``outputs/bench/<time>/``: results.json, results.md and chart.png.
 """
 
 from __future__ import annotations
@@ -187,11 +188,11 @@ class PlainStepsBetween(L.Callback):
         self.plain_ms.append([])
         self._steps, self._start = 0, None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, i: int) -> None:
         if self._start is None:
             self._start = self._now()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any, i: int) -> None:
         self._steps += 1
         if self._steps % self.segment:
             return
@@ -262,8 +263,9 @@ def paired_summary(result: dict) -> dict:
     if not ratios:
         return {"segments": 0}
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return {"segments": len(ratios), "lightning_ms": statistics.median(lightning), "plain_ms": statistics.median(plain_),
-            "ratio": statistics.median(ratios), "ratio_q1": quartiles[0], "ratio_q3": quartiles[2]}  # fmt: skip
+    return {"segments": len(ratios), "lightning_ms": statistics.median(lightning),
+            "plain_ms": statistics.median(plain_), "ratio": statistics.median(ratios),
+            "ratio_q1": quartiles[0], "ratio_q3": quartiles[2]}  # fmt: skip
 
 
 # -- the driver ----------------------------------------------------------------------------------------------
@@ -384,19 +386,19 @@ def write_report(out: Path, results: dict[str, dict], info: dict[str, str], args
                 f"per round {statistics.median(paired):.3f} median, {min(paired):.3f}-{max(paired):.3f} range "
                 f"({len(paired)} rounds)"
             )
-    paired = results.get("paired", {})
-    if paired:
+    levels = results.get("paired", {})
+    if levels:
         lines += [
             "",
-            f"Lightning's cost per training step, paired: in one process, segments of {args.segment} Lightning steps "
-            f"alternate with {args.segment} steps of the raw loop (its own network, optimizer and data); ms per step "
+            f"Lightning's cost per training step, paired: in one process, segments of {args.segment} Lightning "
+            f"steps alternate with {args.segment} steps of the raw loop (its own network, optimizer and data); ms per step "
             "are medians over the segments after the first epoch, the ratio is the median (and quartiles) of each "
             "segment's own ratio. Validation and checkpoints are not in these figures.",
             "",
             "| Lightning as | Lightning ms/step | raw loop ms/step | paired ratio | segments |",
             "|---|---|---|---|---|",
         ]
-        for level, r in paired.items():
+        for level, r in levels.items():
             if not r.get("segments"):
                 lines.append(f"| {level}: {PAIRED_LEVELS[level]} | failed (exit {r.get('exit_code')}) | | | |")
                 continue
@@ -484,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     def worker(name: str) -> list[str]:
         return [sys.executable, "-m", "src.bench", "--worker", name, "--result", str(out / f"{name}.json"),
                 f"--epochs={args.epochs}", f"--accelerator={args.accelerator}", f"--limit={args.limit}",
-                f"--segment={args.segment}", *(["--tiny"] if args.tiny else []), "--overrides", json.dumps(common)]  # fmt: skip
+                f"--segment={args.segment}", *(["--tiny"] if args.tiny else []),
+                "--overrides", json.dumps(common)]  # fmt: skip
 
     jobs: dict[str, list[str]] = {}
     paired_jobs: dict[str, list[str]] = {}
