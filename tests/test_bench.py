@@ -30,22 +30,32 @@ def test_bench_tiny_writes_its_table_and_chart(tmp_path: Path, data_dir):
 
 
 def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp_path: Path):
-    """7 Lightning steps per epoch in segments of 3: two segments per epoch, each followed by 3 plain steps that
-    really train the plain network; the 7th step starts no segment, so nothing spans the epoch's end."""
+    """5 Lightning steps per epoch in segments of 3: one segment per epoch, each followed by 3 plain steps that
+    really train the plain network; steps 4-5 start no segment, and the count restarts each epoch, so nothing
+    spans an epoch's end (a count carried over would give a second segment in epoch 2). A validation after 2 of
+    4 steps leaves no complete segment (without the restart there it would time one across the validation)."""
     import torch
 
-    from src.bench import PlainStepsBetween, compose_config, run_paired
+    from src.bench import PlainStepsBetween, compose_config, paired_summary, run_paired
 
     cfg = compose_config([f"paths.data_dir={data_dir}", "data.batch_size=64"])
     probe = PlainStepsBetween(cfg, torch.device("cpu"), segment=3)
     before = [p.detach().clone() for p in probe.net.parameters()]
-    probe.on_train_epoch_start(None, None)
-    for i in range(7):
-        probe.on_train_batch_start(None, None, None, i)
-        probe.on_train_batch_end(None, None, None, None, i)
-    assert len(probe.lightning_ms[-1]) == len(probe.plain_ms[-1]) == 2
+    for steps, validation_at in ((5, None), (5, None), (4, 2)):
+        probe.on_train_epoch_start(None, None)
+        for i in range(steps):
+            if i == validation_at:  # validation in mid-epoch: the segment it interrupts is dropped
+                probe.on_validation_start(None, None)
+            probe.on_train_batch_start(None, None, None, i)
+            probe.on_train_batch_end(None, None, None, None, i)
+    assert [len(e) for e in probe.lightning_ms] == [len(e) for e in probe.plain_ms] == [1, 1, 0]
     assert any(not torch.equal(a, b) for a, b in zip(before, probe.net.parameters()))
 
     overrides = [f"paths.data_dir={data_dir}"]
-    result = run_paired("minimal", epochs=2, accelerator="cpu", limit=7, segment=3, overrides=overrides, output_dir=tmp_path)
-    assert [len(e) for e in result["lightning_ms"]] == [len(e) for e in result["plain_ms"]] == [2, 2]
+    result = run_paired("minimal", epochs=2, accelerator="cpu", limit=5, segment=3, overrides=overrides,
+                        output_dir=tmp_path)  # fmt: skip
+    assert [len(e) for e in result["lightning_ms"]] == [len(e) for e in result["plain_ms"]] == [1, 1]
+    # the summary leaves out the first (warm-up) epoch; its ratio is total over total, not a median of ratios
+    summary = paired_summary({"lightning_ms": [[50.0], [2.0, 2.0, 8.0]], "plain_ms": [[1.0], [1.0, 1.0, 1.0]]})
+    assert summary["segments"] == 3 and summary["lightning_ms"] == pytest.approx(4.0)
+    assert summary["ratio"] == pytest.approx(4.0) and summary["ratio_q1"] == pytest.approx(2.0)
