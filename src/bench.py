@@ -152,7 +152,7 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
 PAIRED_LEVELS = {
     "minimal": "an empty LightningModule (forward + loss) in a bare Trainer: Lightning's own loop",
     "module": "src's LitLeNet5 (metrics, logging) in a bare Trainer",
-    "pipeline": "src.train's Trainer as users run it (logger, checkpoints, progress bar, callbacks)",
+    "pipeline": "src.train's Trainer as users run it (logger, progress bar, all its callbacks)",
 }
 
 
@@ -229,13 +229,13 @@ class MinimalLitLeNet5(L.LightningModule):
         return self.optimizer_fn(self.parameters())
 
 
-def run_paired(level: str, epochs: int, accelerator: str, limit: int | None, segment: int, overrides: list[str],
+def run_paired(level: str, accelerator: str, limit: int | None, segment: int, overrides: list[str],
                output_dir: Path) -> dict:  # fmt: skip
-    """Fit at one ``PAIRED_LEVELS`` level with plain-loop segments in between; per-segment ms/step of each."""
+    """Fit at one ``PAIRED_LEVELS`` level with plain-loop segments in between; per-segment ms/step of each.
+    Epochs, data, model and optimizer all come from the composed config, at every level."""
     from hydra.utils import instantiate
 
-    from src.lit_module import LitLeNet5
-    from src.train import build, plain
+    from src.train import build, build_model
 
     limits = [f"trainer.limit_{stage}_batches={limit}" for stage in ("train", "val")] if limit is not None else []
     cfg = compose_config([*overrides, *limits, f"paths.output_dir={output_dir}", f"trainer.accelerator={accelerator}"])
@@ -248,13 +248,10 @@ def run_paired(level: str, epochs: int, accelerator: str, limit: int | None, seg
         trainer.callbacks.append(steps)
     else:
         datamodule = instantiate(cfg.data)
-        if level == "minimal":
-            model = MinimalLitLeNet5(cfg)
-        else:
-            model = LitLeNet5(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler))
-        trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=epochs, limit_train_batches=limit,
-                            limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, callbacks=[steps])  # fmt: skip
+        model = MinimalLitLeNet5(cfg) if level == "minimal" else build_model(cfg)
+        trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=cfg.trainer.max_epochs,
+                            limit_train_batches=limit, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, callbacks=[steps])  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
     return {"lightning_ms": steps.lightning_ms, "plain_ms": steps.plain_ms}
 
@@ -478,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         limit, overrides = args.limit if args.tiny else None, json.loads(args.overrides)
         if args.worker in PAIRED_LEVELS:
             output_dir = args.result.with_suffix("")
-            result = run_paired(args.worker, args.epochs, args.accelerator, limit, args.segment, overrides, output_dir)
+            result = run_paired(args.worker, args.accelerator, limit, args.segment, overrides, output_dir)
         else:
             result = run_plain_loop(args.worker, args.epochs, args.accelerator, limit, overrides)
         args.result.write_text(json.dumps(result))

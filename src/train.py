@@ -33,10 +33,15 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
+def build_model(cfg: DictConfig) -> LitLeNet5:
+    """The LightningModule for a composed config (its model, optimizer and scheduler groups)."""
+    return LitLeNet5(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler))
+
+
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:
     """Instantiate everything a run needs from its composed config; nothing is trained or loaded yet."""
     datamodule = instantiate(cfg.data)
-    model = LitLeNet5(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler))
+    model = build_model(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     # torch.jit.trace (the TensorBoard graph) cannot trace a torch.compile'd module: no graph then.
     no_graph = {"log_graph": False} if cfg.model.get("compile") else {}

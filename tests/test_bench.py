@@ -51,9 +51,8 @@ def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp
     assert [len(e) for e in probe.lightning_ms] == [len(e) for e in probe.plain_ms] == [1, 1, 0]
     assert any(not torch.equal(a, b) for a, b in zip(before, probe.net.parameters()))
 
-    overrides = [f"paths.data_dir={data_dir}"]
-    result = run_paired("minimal", epochs=2, accelerator="cpu", limit=5, segment=3, overrides=overrides,
-                        output_dir=tmp_path)  # fmt: skip
+    overrides = [f"paths.data_dir={data_dir}", "trainer.max_epochs=2"]
+    result = run_paired("minimal", accelerator="cpu", limit=5, segment=3, overrides=overrides, output_dir=tmp_path)
     assert [len(e) for e in result["lightning_ms"]] == [len(e) for e in result["plain_ms"]] == [1, 1]
     # the summary leaves out the first (warm-up) epoch; its ratio is total over total, not a median of ratios
     summary = paired_summary({"lightning_ms": [[50.0], [2.0, 2.0, 8.0]], "plain_ms": [[1.0], [1.0, 1.0, 1.0]]})
