@@ -14,7 +14,9 @@ def test_bench_tiny_writes_its_table_and_chart(tmp_path: Path, data_dir):
     table = (tmp_path / "results.md").read_text()
     for variant in ("textbook", "raw", "lightning", "fast_mnist", "classic"):
         assert f"| {variant} |" in table
-    assert "lightning / textbook:" in table and "lightning / raw:" in table and "per round" in table
+    for pair in ("lightning / textbook:", "lightning / raw:", "raw / textbook:"):
+        assert pair in table
+    assert "per round" in table
     for level in ("minimal", "module", "pipeline"):  # the paired per-step measurement, one row per level
         assert f"| {level}: " in table
     assert "failed" not in table
@@ -27,6 +29,30 @@ def test_bench_tiny_writes_its_table_and_chart(tmp_path: Path, data_dir):
         assert r["exit_code"] == 0 and r["segments"] == 2 and r["lightning_ms"] > 0 and r["plain_ms"] > 0
     # the raw loop and src.train see the same data order and model: same accuracy after the same batches
     assert results["raw"]["test_acc"] == pytest.approx(results["lightning"]["test_acc"], abs=1e-6)
+
+
+def test_report_ratios_pair_rounds_and_pool_medians(tmp_path: Path):
+    """Each ratio twice: of the pooled medians, and per round (a slow round slows every variant in it alike)."""
+    from argparse import Namespace
+
+    from src.bench import write_report
+
+    def variant(rounds: list[list[float]]) -> dict:  # epoch seconds per round; each round's first epoch is dropped
+        kept = [r[1:] for r in rounds]
+        return {"epoch_seconds": [s for r in kept for s in r], "round_medians": [sorted(r)[len(r) // 2] for r in kept],
+                "test_acc": 0.98, "peak_rss_mb": 900.0}  # fmt: skip
+
+    results = {
+        "textbook": variant([[9.0, 8.0, 8.0, 8.0], [13.0, 12.0, 12.0, 12.0]]),
+        "raw": variant([[9.0, 2.0, 2.0, 2.0], [9.0, 6.0, 6.0, 6.0]]),  # per round 0.25 and 0.5; pooled medians 4 / 10
+        "lightning": variant([[9.0, 4.0, 4.0, 4.0], [9.0, 6.0, 6.0, 6.0]]),
+    }
+    args = Namespace(tiny=False, limit=5, batch_size=256, epochs=4, rounds=2, segment=10)
+    info = {"date": "2026-11-22 12:00", "machine": "test", "versions": "test"}
+    table = write_report(tmp_path, results, info, args)
+    assert "- raw / textbook: 0.400 (ratio of the medians above); per round 0.375 median, 0.250-0.500 range" in table
+    assert "- lightning / raw: 1.250 (ratio of the medians above); per round 1.500 median, 1.000-2.000 range" in table
+    assert "- lightning / textbook: 0.500" in table and "the floor for lightning / textbook" in table
 
 
 def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp_path: Path):
