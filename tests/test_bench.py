@@ -35,12 +35,11 @@ def test_report_ratios_pair_rounds_and_pool_medians(tmp_path: Path):
     """Each ratio twice: of the pooled medians, and per round (a slow round slows every variant in it alike)."""
     from argparse import Namespace
 
-    from src.bench import write_report
+    from src.bench import combine, write_report
 
     def variant(rounds: list[list[float]]) -> dict:  # epoch seconds per round; each round's first epoch is dropped
-        kept = [r[1:] for r in rounds]
-        return {"epoch_seconds": [s for r in kept for s in r], "round_medians": [sorted(r)[len(r) // 2] for r in kept],
-                "test_acc": 0.98, "peak_rss_mb": 900.0}  # fmt: skip
+        runs = [{"exit_code": 0, "epoch_seconds": r, "test_acc": 0.98, "peak_rss_mb": 900.0} for r in rounds]
+        return combine(runs, "command")
 
     results = {
         "textbook": variant([[9.0, 8.0, 8.0, 8.0], [13.0, 12.0, 12.0, 12.0]]),
