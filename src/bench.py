@@ -99,9 +99,7 @@ def plain_setup(cfg: Any, device: torch.device) -> tuple[torch.nn.Module, torch.
     net = lenet5_from_config(OmegaConf.to_container(cfg.model)).to(device)
     opt = instantiate(cfg.optimizer)(net.parameters())
     dm = instantiate(cfg.data)
-    dm.setup()
-    for split, (images, labels) in dm._splits.items():
-        dm._splits[split] = (images.to(device), labels.to(device))
+    dm.setup(device=device)
     return net, opt, dm
 
 

@@ -102,6 +102,16 @@ def test_every_sample_once_per_epoch_reshuffled_and_seeded(data_dir):
     assert not torch.equal(epoch_order(other, 1), e1)
 
 
+def test_setup_places_the_splits_on_a_given_device_without_a_trainer(data_dir):
+    # A plain loop (the benchmark's raw variant) has no Trainer to take the device from. PyTorch's "meta" device
+    # stands in for a GPU here: tensors with shapes and no data, so where each split and batch lands is checked.
+    dm = MNISTDataModule(data_dir=str(data_dir))
+    dm.setup(device="meta")
+    assert {t.device.type for split in dm._splits.values() for t in split} == {"meta"}
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.device.type == y.device.type == "meta" and x.shape == (dm.hparams.batch_size, 1, 32, 32)
+
+
 def test_ddp_ranks_draw_disjoint_shards_of_one_permutation():
     ids = torch.arange(1000)
     shards = []

@@ -70,7 +70,7 @@ print(json.dumps(statistics.median(per_step[10:])))
 """
 
 
-def page_faults(script: str, reuse: bool) -> float:
+def run_script(script: str, reuse: bool) -> float:
     """Run one of the scripts above in a fresh process; return the number it prints."""
     overrides = [f"reuse_cpu_memory={str(reuse).lower()}", f"paths.data_dir={DATA_DIR}"]
     result = subprocess.run([sys.executable, "-c", script, *overrides], cwd=ROOT, capture_output=True, text=True,
@@ -82,8 +82,8 @@ def page_faults(script: str, reuse: bool) -> float:
 def test_large_blocks_come_from_the_reusable_heap():
     # glibc's default serves a 24 MiB block with its own mmap, given back to the kernel when freed; with reuse it
     # comes from the heap, which keeps freed memory.
-    assert page_faults(MMAPPED_MIB, reuse=False) == pytest.approx(24, abs=0.1)
-    assert page_faults(MMAPPED_MIB, reuse=True) == 0
+    assert run_script(MMAPPED_MIB, reuse=False) == pytest.approx(24, abs=0.1)
+    assert run_script(MMAPPED_MIB, reuse=True) == 0
 
 
 def test_freed_blocks_are_reused_without_new_pages():
@@ -91,9 +91,9 @@ def test_freed_blocks_are_reused_without_new_pages():
     # mapped, so the repetitions page-fault none. glibc's default is not asserted: it hands the freed top of its
     # heap back to the kernel only in some memory layouts (run alone: 49,056 faults, every time; inside the whole
     # test suite: 0, twice), so it cannot serve as a fixed contrast.
-    assert page_faults(REALLOCATE, reuse=True) < 100
+    assert run_script(REALLOCATE, reuse=True) < 100
 
 
 def test_training_steps_on_mnist_do_not_page_fault_with_reuse():
     # A batch-256 LeNet-5 step allocates ~5 MiB activations; the median step after warm-up maps no new pages.
-    assert page_faults(TRAINING_STEPS, reuse=True) < 20
+    assert run_script(TRAINING_STEPS, reuse=True) < 20

@@ -201,7 +201,9 @@ class MNISTDataModule(L.LightningDataModule):
             raise DataNotFoundError(f"Download failed ({exc}).\n{error}") from exc
 
     # -- splits ----------------------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
+    def setup(self, stage: str | None = None, device: torch.device | str | None = None) -> None:
+        """Decode, split and pad once; the split tensors go to ``device`` if given (a plain loop without a
+        Trainer), else to the attached Trainer's root device, else stay on the CPU."""
         if self._splits:
             return
         hp = self.hparams
@@ -220,7 +222,8 @@ class MNISTDataModule(L.LightningDataModule):
         if self.mean is None:  # statistics loaded from a checkpoint (load_state_dict) are kept as they are
             self.mean, self.std = pixel_stats(train_images[self.train_indices])
 
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if device is None:
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         pick = {"train": self.train_indices, "val": self.val_indices}
         for split, (images, labels) in {
             "train": (train_images, train_set.targets),
