@@ -78,10 +78,6 @@ class LitLeNet5(L.LightningModule):
             metric.reset()
         return values
 
-    def on_train_start(self) -> None:
-        # The sanity check's validation batches must not count towards the best accuracy.
-        self.val_acc_best.reset()
-
     def on_train_epoch_end(self) -> None:
         values = self._log_epoch("train")
         self.log("train/acc", values["train/acc"], prog_bar=True)
@@ -90,7 +86,7 @@ class LitLeNet5(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch("val")
         if not self.trainer.sanity_checking:
-            self.val_acc_best.update(values["val/acc"])
+            self.val_acc_best.update(values["val/acc"])  # the sanity check's batches never count
             values["val/acc_best"] = self.val_acc_best.compute()
         self.log_dict(values, prog_bar=True)
 
