@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import ConfigError
+from src.errors import ConfigError, RunFolderInUse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -119,21 +119,40 @@ def _unknown_arguments(cfg: DictConfig, group: str) -> list[str]:
 RECIPE_KEYS = ("data", "model", "optimizer", "scheduler", "seed")
 
 
-def resolve_resume(cfg: DictConfig) -> str | None:
-    """``resume=<run folder>`` -> that run's newest checkpoint (last.ckpt, or on_exception.ckpt if newer).
+def requeue_count() -> int:
+    """How many times the cluster scheduler has requeued this job (SLURM's restart count; 0 outside SLURM)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
 
-    The recipe must be the run's own: a resumed run with other data, model, optimizer, scheduler or seed would
-    not continue it, so such a difference is an error naming the keys.
+
+def resolve_resume(cfg: DictConfig) -> str | None:
+    """The checkpoint this run continues from, or None for a fresh run; the log says why it resumes.
+
+    A run resumes only when asked (``ckpt_path=<file>``, or ``resume=<run folder>``: that folder's newest checkpoint,
+    last.ckpt or on_exception.ckpt) or when the scheduler requeued it (then from its own folder). A run folder that
+    already holds checkpoints is otherwise refused, not resumed unasked and not overwritten. With ``resume=``, the
+    recipe must be the run's own: other data, model, optimizer, scheduler or seed would not continue it, so such a
+    difference is an error naming the keys.
     """
+    log = logging.getLogger(__name__)
     if cfg.get("ckpt_path"):
+        log.info("Resuming from %s: asked by ckpt_path=", cfg.ckpt_path)
         return cfg.ckpt_path
     if not cfg.get("resume"):
-        # A job that finds checkpoints in its own folder was requeued (SLURM preemption, a re-run sweep job):
-        # it continues rather than starting over. New runs get new folders, so this never fires for them.
-        own = _checkpoints(Path(cfg.paths.output_dir))
-        if own:
-            logging.getLogger(__name__).info("Resuming from %s found in this run's folder", own[0])
-        return str(own[0]) if own else None
+        output_dir = Path(cfg.paths.output_dir)
+        own = _checkpoints(output_dir)
+        if not own:
+            return None
+        if requeue_count() > 0:
+            log.info("Resuming from %s: SLURM requeued this job (SLURM_RESTART_COUNT=%d)", own[0], requeue_count())
+            return str(own[0])
+        raise RunFolderInUse(
+            f"{output_dir} already holds the checkpoints of an earlier run ({own[0].relative_to(output_dir)}); "
+            f"a run resumes only when asked. To continue that run: resume={output_dir} (keeps writing there with "
+            f"hydra.run.dir={output_dir}); to start a new one, use another folder (leave hydra.run.dir out for a new one)."
+        )
     run = Path(cfg.resume)
     candidates = _checkpoints(run)
     if not candidates:
@@ -151,6 +170,7 @@ def resolve_resume(cfg: DictConfig) -> str | None:
                 f"resume={str(run)!r}: the recipe differs from that run's (pass the run's own overrides):\n  "
                 + "\n  ".join(differ)
             )
+    log.info("Resuming from %s: asked by resume=%s", candidates[0], run)
     return str(candidates[0])
 
 

@@ -20,6 +20,10 @@ class ConfigError(UserError, ValueError):
     """A config value that cannot work; raised before anything is downloaded, written or trained."""
 
 
+class RunFolderInUse(ConfigError):
+    """A new run pointed at a folder that holds another run's checkpoints (resuming is only done when asked)."""
+
+
 class DataNotFoundError(UserError, FileNotFoundError):
     """The IDX files are missing and could not be downloaded."""
 

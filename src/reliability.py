@@ -12,7 +12,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -120,17 +119,22 @@ class DivergenceGuard(L.Callback):
         )
 
 
-class ResumableStopCheckpoint(OnExceptionCheckpoint):
-    """On Ctrl-C or SIGTERM (a cluster's preemption) during training, saves a checkpoint and says how to resume.
+class ResumableStopCheckpoint(L.Callback):
+    """On Ctrl-C or SIGTERM (a cluster's preemption) during training, saves ``on_exception.ckpt`` and says how to resume.
 
     Errors are not saved here: a diverged run's weights are NaN, and a bug's state is not worth resuming; the
-    epoch-end checkpoints (last.ckpt, best) stay as they were.
+    epoch-end checkpoints (last.ckpt, best) stay as they were. Not a subclass of Lightning's OnExceptionCheckpoint:
+    with one of those among the callbacks, Lightning turns ``fit(ckpt_path=None)`` into ``"last"`` and resumes
+    whatever its folder holds, unasked. Resuming is src.config.resolve_resume's decision alone.
     """
+
+    def __init__(self, dirpath: str | Path, filename: str = "on_exception") -> None:
+        self.ckpt_path = str(Path(dirpath) / f"{filename}.ckpt")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.training:
             return
-        super().on_exception(trainer, pl_module, exception)
+        trainer.save_checkpoint(self.ckpt_path)
         if trainer.is_global_zero:
             overrides = [a for a in sys.argv[1:] if not a.startswith(("ckpt_path=", "resume=", "-"))]
             reason = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
@@ -138,6 +142,11 @@ class ResumableStopCheckpoint(OnExceptionCheckpoint):
                 "Stopped by %s. A checkpoint to resume from was saved to %s\nResume with:\n  python -m src.train %s",
                 reason, self.ckpt_path, " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
             )  # fmt: skip
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The run finished: a mid-epoch stop checkpoint from before is stale (as OnExceptionCheckpoint's teardown does).
+        if trainer.is_global_zero:
+            Path(self.ckpt_path).unlink(missing_ok=True)
 
 
 def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config import CONFIG_DIR, resolve_resume, validate
-from src.errors import run_entry_point
+from src.errors import RunFolderInUse, run_entry_point
 from src.lit_module import LitLeNet5
 from src.reliability import safe_load_checkpoint
 from src.runtime import configure_runtime
@@ -62,6 +63,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)  # before anything is downloaded, written or trained
     if cfg.ckpt_path:
         safe_load_checkpoint(cfg.ckpt_path)  # refuse an unsafe or broken file before any work
+        if Path(cfg.ckpt_path).parent == Path(cfg.paths.output_dir, "checkpoints"):
+            # Continuing in its own folder (requeued, or resume= with hydra.run.dir= the same folder): the checkpoints
+            # there are this run's, not the foreign ones ModelCheckpoint warns about.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     configure_runtime(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
@@ -90,8 +95,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     def mark_failed(exc: Exception) -> None:
-        # The run's folder says it failed (a sweep's report reads it); what was written before stays.
-        write_summary(cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        # The run's folder says it failed (a sweep's report reads it); what was written before stays. A folder that
+        # belongs to an earlier run keeps that run's metrics.json.
+        if not isinstance(exc, RunFolderInUse):
+            write_summary(cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
 
     metrics = run_entry_point(train, cfg, on_error=mark_failed)
     return metrics.get(cfg.get("optimized_metric"))
