@@ -80,6 +80,8 @@ def validate(cfg: DictConfig) -> None:
           "must be two numbers in [0, 1)")  # fmt: skip
     check("trainer.max_epochs", lambda v: _is_int(v) and v >= 0, "must be an integer >= 0")
     check("trainer.gradient_clip_val", lambda v: v is None or (_is_number(v) and v > 0), "must be null or a number > 0")
+    if (problem := _accelerator_problem(OmegaConf.select(cfg, "trainer.accelerator"))) is not None:
+        errors.append(problem)
     check("seed", _is_int, "must be an integer")
     check("torch_threads", lambda v: v is None or (_is_int(v) and v > 0), "must be null or an integer > 0")
     check("reuse_cpu_memory", lambda v: isinstance(v, bool), "must be true or false")
@@ -92,6 +94,24 @@ def validate(cfg: DictConfig) -> None:
 
 
 _MISSING = object()
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def _accelerator_problem(value: Any) -> str | None:
+    """Why ``trainer.accelerator=value`` cannot run on this machine (None if it can, or if the key is unset)."""
+    import torch
+
+    if value is None:
+        return None
+    if value not in ACCELERATORS:
+        return f"trainer.accelerator={value!r}: choose one of {', '.join(ACCELERATORS)}"
+    has_cuda, has_mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    fix = "use trainer.accelerator=auto (the GPU when there is one, else the CPU) or trainer.accelerator=cpu"
+    if value == "cuda" and not has_cuda or value == "gpu" and not (has_cuda or has_mps):
+        return f"trainer.accelerator={value!r}: this machine has no CUDA GPU (torch.cuda.is_available() is False); {fix}"
+    if value == "mps" and not has_mps:
+        return f"trainer.accelerator={value!r}: this machine has no Apple MPS GPU; {fix}"
+    return None
 SCHEDULER_OPTIONS = ("interval", "monitor")  # read by the LightningModule, not passed to the scheduler
 
 
