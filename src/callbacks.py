@@ -1,45 +1,75 @@
-"""Small callbacks for what Lightning does not log by itself."""
+"""What Lightning does not log by itself: small callbacks, and its TensorBoard logger with the graph written once."""
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.logger import _flatten_dict
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 
 class HParamsSession(L.Callback):
-    """Registers the run in TensorBoard's HPARAMS tab with the metrics that matter.
+    """Registers the run in TensorBoard's HPARAMS tab: the hyperparameters that define its recipe against the metrics
+    that matter.
 
-    Lightning's own hparams logging only links ``hp_metric``. Here the session is declared with the real
-    metric tags (``val/acc_best``, ``test/acc``, ...); TensorBoard then reads their values from the scalars the
-    run logs anyway, so no placeholder values are written.
+    ``hparams`` maps each column, named as a user types it (``optimizer.lr``), to this run's value; the config
+    (conf/callbacks/default.yaml) fills them in. Every run declares the same columns, so a sweep's table has them all
+    whichever run TensorBoard reads the columns from; a value a run does not have (momentum under Adam) stays blank.
+    Written with TensorBoard's own hparams protos, which keep booleans as booleans (torch's ``hparams()`` stores them
+    as 1.0). Lightning's own hparams logging would link only ``hp_metric``; TensorBoard reads the declared metrics'
+    values from the scalars the run logs anyway, so no placeholder values are written.
     """
 
-    def __init__(self, metrics: Sequence[str], extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, hparams: dict[str, Any], metrics: Sequence[str]) -> None:
+        self.hparams = dict(hparams)
         self.metrics = list(metrics)
-        self.extra = dict(extra or {})
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        params: dict[str, Any] = dict(pl_module.hparams)
-        if trainer.datamodule is not None:
-            params["data"] = dict(trainer.datamodule.hparams)
-        params.update(self.extra)
-        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in _flatten_dict(params).items()}
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
+
+        values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items() if v is not None}
+        types = {bool: "DATA_TYPE_BOOL", int: "DATA_TYPE_FLOAT64", float: "DATA_TYPE_FLOAT64", str: "DATA_TYPE_STRING"}
+        experiment = api_pb2.Experiment(
+            hparam_infos=[api_pb2.HParamInfo(name=k, type=types.get(type(values.get(k)), "DATA_TYPE_UNSET")) for k in self.hparams],
+            metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in self.metrics],
+        )
+        config = Summary()
+        config.value.add(tag=metadata.EXPERIMENT_TAG, tensor=metadata.NULL_TENSOR,
+                         metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)))  # fmt: skip
         for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
+            if isinstance(logger, LightningTensorBoardLogger):
                 writer = logger.experiment._get_file_writer()
-                for summary in hparams_summary(flat, {m: 0.0 for m in self.metrics}):
+                # the run's folder name as its trial: the HPARAMS table then names each row as the Scalars legend does
+                trial = Path(logger.log_dir).name
+                for summary in (config, summary_v2.hparams_pb(values, trial_id=trial)):
                     writer.add_summary(summary)
+
+
+class TensorBoardLogger(LightningTensorBoardLogger):
+    """Lightning's TensorBoard logger, writing the model graph once per run.
+
+    Lightning logs the graph at the start of every stage (fit, then test), and TensorBoard then warns "Found more
+    than one graph event per run". The graph is traced with torch.jit.trace, which torch 2.14 deprecates with a
+    FutureWarning on every call; TensorBoard has no other graph writer, so that one warning is silenced while the
+    graph is traced, and nowhere else (src.export's TorchScript export still shows it).
+    """
+
+    def log_graph(self, model: L.LightningModule, input_array: torch.Tensor | None = None) -> None:
+        if getattr(self, "_graph_logged", False):
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning)
+            super().log_graph(model, input_array)
+        self._graph_logged = True
 
 
 class EpochThroughput(L.Callback):
@@ -174,7 +204,7 @@ class TensorBoardImages(L.Callback):
         self.samples, self.worst = samples, worst
 
     def _writers(self, trainer: L.Trainer) -> list[Any]:
-        return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        return [lg.experiment for lg in trainer.loggers if isinstance(lg, LightningTensorBoardLogger)]
 
     def _classes(self, trainer: L.Trainer) -> list[str]:
         return list(getattr(trainer.datamodule, "classes", [str(i) for i in range(10)]))

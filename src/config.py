@@ -23,6 +23,44 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()))
+    # ${choice:optimizer} is the option a config group was given (sgd, adam): what the user typed, for TensorBoard.
+    if not OmegaConf.has_resolver("choice"):
+        OmegaConf.register_new_resolver("choice", group_choice)
+    if not OmegaConf.has_resolver("sweep_job_dir"):
+        OmegaConf.register_new_resolver("sweep_job_dir", sweep_job_dir)
+
+
+def group_choice(group: str) -> str | None:
+    """The option chosen for a config group in this Hydra run (None outside one, e.g. under Hydra's compose API)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+MAX_NAME = 200  # a folder name must stay under the file systems' 255 bytes
+
+
+def sweep_job_dir(num: int, job_overrides: Iterable[str], sweep_dir: str) -> str:
+    """A sweep job's folder name: its number, then the overrides that vary across the sweep (``1_model.activation=
+    tanh,optimizer=adam``), so that TensorBoard, which names runs by folder, names them as the sweep does.
+
+    The sweep's own command line (``multirun.yaml``, written by Hydra's basic sweeper before the jobs start) tells the
+    overrides with one value, left out here; a sweeper that writes none (Optuna) gets all the job's overrides.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    constant: set[str] = set()
+    sweep_file = Path(sweep_dir) / "multirun.yaml"
+    if sweep_file.is_file():
+        given = OmegaConf.select(OmegaConf.load(sweep_file), "hydra.overrides.task", default=[]) or []
+        constant = {o.key_or_group for o in parser.parse_overrides(list(given)) if not o.is_sweep_override()}
+    varying = [text for text, o in zip(job_overrides, parser.parse_overrides(list(job_overrides)))
+               if o.key_or_group not in constant]  # fmt: skip
+    name = ",".join(varying).replace("/", "-")
+    if len(name.encode()) > MAX_NAME:
+        name = name.encode()[:MAX_NAME].decode(errors="ignore") + "..."
+    return f"{num}_{name}" if name else str(num)
 
 
 register_resolvers()

@@ -43,3 +43,9 @@ def read_scalars(log_dir: Path):
     acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     return acc
+
+
+def sweep_jobs(sweep: Path) -> list[Path]:
+    """A sweep's job folders (``<job number>_<overrides>``), in job order."""
+    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit()),
+                  key=lambda p: int(p.name.split("_")[0]))  # fmt: skip

@@ -126,13 +126,14 @@ def test_signal_writes_a_resumable_checkpoint(sig, code, tmp_path: Path, data_di
 def test_sigterm_during_a_sweep_keeps_finished_jobs(tmp_path: Path, data_dir):
     proc = start_train("-m", "trainer.max_epochs=1,50", "trainer.limit_train_batches=30", "trainer.limit_val_batches=2",
                        "trainer.limit_test_batches=2", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
-    wait_for(tmp_path / "1" / "checkpoints" / "last.ckpt", proc)
+    first, second = tmp_path / "0_trainer.max_epochs=1", tmp_path / "1_trainer.max_epochs=50"
+    wait_for(second / "checkpoints" / "last.ckpt", proc)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
-    finished = json.loads((tmp_path / "0" / "metrics.json").read_text())
-    assert finished["status"] == "completed" and (tmp_path / "0" / "checkpoints" / "last.ckpt").is_file()
-    assert (tmp_path / "1" / "checkpoints" / "on_exception.ckpt").is_file()
+    finished = json.loads((first / "metrics.json").read_text())
+    assert finished["status"] == "completed" and (first / "checkpoints" / "last.ckpt").is_file()
+    assert (second / "checkpoints" / "on_exception.ckpt").is_file()
 
 
 # -- 3. checkpoints are never half-written ----------------------------------------------------------------------
@@ -204,7 +205,7 @@ def test_bad_value_stops_before_download_or_writing(override, tmp_path: Path):
     assert "Invalid config" in result.stderr and override.split("=")[0] in result.stderr
     assert "Traceback" not in result.stderr
     assert not empty_data.exists()
-    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "tensorboard").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists() and not list((tmp_path / "run").glob("events.out.tfevents.*"))
 
 
 # -- 5. data integrity --------------------------------------------------------------------------------------------
@@ -274,8 +275,8 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path: Pat
 def test_a_diverging_job_fails_alone_in_a_sweep(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "optimizer.lr=0.05,1e9", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode != 0  # the sweep reports that a job failed...
-    assert json.loads((tmp_path / "0" / "metrics.json").read_text())["status"] == "completed"  # ...and ran the rest
-    failed = json.loads((tmp_path / "1" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "0_optimizer.lr=0.05" / "metrics.json").read_text())["status"] == "completed"  # ...and ran the rest
+    failed = json.loads((tmp_path / "1_optimizer.lr=1e9" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "diverged" in failed["error"]
 
 

@@ -14,11 +14,7 @@ from pathlib import Path
 import pytest
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.helpers import ROOT, TINY, read_scalars, run_module
-
-
-def jobs(sweep: Path) -> list[Path]:
-    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +28,10 @@ def grid_sweep(tmp_path_factory, data_dir) -> Path:
 
 
 def test_grid_sweep_writes_one_folder_per_job(grid_sweep: Path):
-    folders = jobs(grid_sweep)
-    assert [p.name for p in folders] == ["0", "1", "2", "3"]
+    folders = sweep_jobs(grid_sweep)
+    assert [p.name for p in folders] == [
+        "0_model.activation=relu,optimizer=sgd", "1_model.activation=relu,optimizer=adam",
+        "2_model.activation=tanh,optimizer=sgd", "3_model.activation=tanh,optimizer=adam"]  # fmt: skip
     for job in folders:
         assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "learning_curves.png").is_file()
@@ -59,7 +57,7 @@ def test_report_on_a_grid(grid_sweep: Path):
 def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "model.activation=relu,swish,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode != 0  # Hydra reports the failure at the end...
-    assert [p.name for p in jobs(tmp_path)] == ["0", "1", "2"]  # ...after running every job
+    assert [p.name.split("_")[0] for p in sweep_jobs(tmp_path)] == ["0", "1", "2"]  # ...after running every job
     assert run_module("src.report", str(tmp_path)).returncode == 0
     with open(tmp_path / "report.csv") as f:
         rows = {r["model.activation"]: r for r in csv.DictReader(f)}
@@ -82,26 +80,26 @@ def test_optuna_search_returns_a_best_value(tmp_path: Path, data_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     best = (tmp_path / "optimization_results.yaml").read_text()
     assert "best_value:" in best and "best_params:" in best
-    assert len(jobs(tmp_path)) == 3
+    assert len(sweep_jobs(tmp_path)) == 3
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "torch_threads=1",
                         "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(jobs(tmp_path)) == 2
-    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in jobs(tmp_path))
+    assert len(sweep_jobs(tmp_path)) == 2
+    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in sweep_jobs(tmp_path))
 
 
 def test_submitit_local_launcher(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
                         "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in jobs(tmp_path))
+    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in sweep_jobs(tmp_path))
 
 
 def test_tensorboard_events_hold_hparams_images_and_scalars(grid_sweep: Path):
-    acc = read_scalars(grid_sweep / "0" / "tensorboard")
+    acc = read_scalars(sweep_jobs(grid_sweep)[0])
     scalars = set(acc.Tags()["scalars"])
     assert {"train/loss", "val/acc", "val/acc_best", "test/acc", "test/loss", "time/epoch_s", "time/images_per_s"} <= scalars
     assert any(tag.startswith("lr-") for tag in scalars)
@@ -114,8 +112,8 @@ def test_tensorboard_events_hold_hparams_images_and_scalars(grid_sweep: Path):
             experiment = data.experiment
     assert experiment is not None
     assert {"val/acc_best", "test/acc", "test/loss"} <= {m.name.tag for m in experiment.metric_infos}
-    assert {"model/activation", "model/pooling", "optimizer/_target_", "optimizer/lr", "scheduler/_target_",
-            "data/batch_size", "data/dataset", "seed"} <= {h.name for h in experiment.hparam_infos}  # fmt: skip
+    assert {"model.activation", "model.pooling", "optimizer", "optimizer.lr", "scheduler", "data.batch_size", "data",
+            "seed"} <= {h.name for h in experiment.hparam_infos}  # fmt: skip
 
 
 def free_port() -> int:
@@ -124,26 +122,56 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_tensorboard_server_serves_the_runs_scalars(grid_sweep: Path):
+def test_tensorboard_server_names_the_runs_by_their_overrides(grid_sweep: Path):
+    """A real TensorBoard server on 127.0.0.1, asked through its HTTP API as its web page asks: the runs are named by
+    the sweep's overrides, the HPARAMS plugin lists the recipe's hyperparameters (booleans as booleans, no paths) and
+    metrics, and every run is a row there under the same name."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(grid_sweep), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/data"
+
+    def get(path: str, body: dict | None = None) -> object:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return json.loads(r.read())
+
+    runs = [p.name for p in sweep_jobs(grid_sweep)]
     try:
         tags, deadline = {}, time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and set(tags) != set(runs):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=5) as r:
-                    tags = json.loads(r.read())
-                if tags:
-                    break
+                tags = get("/plugin/scalars/tags")
             except OSError:
                 pass
             time.sleep(0.5)
-        run = "0/tensorboard"
-        assert run in tags, f"runs served: {list(tags)}"
-        assert {"val/acc", "test/acc", "train/loss"} <= set(tags[run])
+        assert set(tags) == set(runs) == {
+            "0_model.activation=relu,optimizer=sgd", "1_model.activation=relu,optimizer=adam",
+            "2_model.activation=tanh,optimizer=sgd", "3_model.activation=tanh,optimizer=adam"}  # fmt: skip
+        assert all({"val/acc", "test/acc", "train/loss"} <= set(tags[run]) for run in runs)
+
+        experiment = get("/plugin/hparams/experiment", {"experimentName": ""})
+        hparams = {h["name"]: h.get("type") for h in experiment["hparamInfos"]}
+        assert {"data", "data.batch_size", "model.activation", "model.pooling", "optimizer", "optimizer.lr",
+                "optimizer.momentum", "optimizer.betas", "scheduler", "seed", "trainer.max_epochs"} <= set(hparams)  # fmt: skip
+        assert hparams["optimizer.nesterov"] == "DATA_TYPE_BOOL"
+        assert not any("dir" in name or "download" in name or "_target_" in name for name in hparams)
+        metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
+        assert metrics == ["val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss"]
+
+        request = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                   "STATUS_RUNNING"], "colParams": [], "startIndex": 0, "sliceSize": 100}  # fmt: skip
+        groups = get("/plugin/hparams/session_groups", request)["sessionGroups"]
+        rows = {g["name"]: g["hparams"] for g in groups}
+        assert set(rows) == set(runs)
+        assert rows["1_model.activation=relu,optimizer=adam"]["optimizer"] == "adam"
+        assert rows["2_model.activation=tanh,optimizer=sgd"]["model.activation"] == "tanh"
+        assert rows["2_model.activation=tanh,optimizer=sgd"]["optimizer.nesterov"] is False
+        assert all({m["name"]["tag"] for m in g["metricValues"]} >= {"val/acc_best", "test/acc"} for g in groups)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        _, log = server.communicate(timeout=30)
+    assert "more than one graph event" not in log, log[-2000:]  # the graph is written once per run

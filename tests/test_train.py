@@ -1,15 +1,16 @@
 """End-to-end: ``python -m src.train`` as a subprocess on the real data, read back with TensorBoard's reader."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
-from tests.helpers import ROOT, TINY, read_scalars, run_module
+from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
 
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
 
@@ -23,17 +24,31 @@ def hparams_experiment(acc) -> plugin_data_pb2.HParamsPluginData:
     raise AssertionError(f"no hparams experiment summary among {list(content)}")
 
 
+def hparams_session(acc) -> plugin_data_pb2.SessionStartInfo:
+    for raw in acc.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
+        if data.HasField("session_start_info"):
+            return data.session_start_info
+    raise AssertionError("no hparams session start summary")
+
+
 def test_train_end_to_end(tmp_path: Path, data_dir):
     result = run_module("src.train", *TINY, "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
 
-    acc = read_scalars(tmp_path / "tensorboard")
+    acc = read_scalars(tmp_path)  # event files sit in the run folder itself: TensorBoard names the run by it
     assert SCALARS <= set(acc.Tags()["scalars"])
     experiment = hparams_experiment(acc)
     metric_tags = {m.name.tag for m in experiment.metric_infos}
     assert {"val/acc_best", "test/acc", "test/loss"} <= metric_tags
-    hparam_names = {h.name for h in experiment.hparam_infos}
-    assert {"model/activation", "model/pooling", "optimizer/lr", "data/batch_size", "data/dataset", "seed"} <= hparam_names
+    types = {h.name: api_pb2.DataType.Name(h.type) for h in experiment.hparam_infos}
+    assert {"data", "data.batch_size", "model.activation", "model.pooling", "optimizer", "optimizer.lr", "scheduler",
+            "seed", "trainer.max_epochs"} <= set(types)  # fmt: skip
+    assert not any(name.endswith(("data_dir", "download", "_target_")) for name in types)  # no paths, no plumbing
+    assert types["optimizer.nesterov"] == "DATA_TYPE_BOOL" and types["optimizer.lr"] == "DATA_TYPE_FLOAT64"
+    session = hparams_session(acc)
+    assert session.hparams["optimizer.nesterov"].bool_value is False and session.hparams["optimizer.nesterov"].HasField("bool_value")
+    assert session.hparams["optimizer"].string_value == "sgd" and session.hparams["data"].string_value == "mnist"
 
     last = tmp_path / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
@@ -57,28 +72,58 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path: Path, data_di
     assert all((run / "checkpoints" / "last.ckpt").is_file() for run in runs)
 
 
-def test_a_run_folder_with_checkpoints_resumes_itself(tmp_path: Path, data_dir):
-    """What a requeued cluster job does: the same run folder again continues from its own last.ckpt."""
+def test_a_run_folder_with_checkpoints_is_not_resumed_unasked(tmp_path: Path, data_dir):
+    """Started again in a folder that holds a run's checkpoints, a run is refused before any work: not resumed (it was
+    not asked to) and not started over on top of them (which would overwrite them)."""
     first = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path}")
     assert first.returncode == 0, first.stderr[-3000:]
-    again = run_module("src.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+    metrics = (tmp_path / "metrics.json").read_text()
+    again = run_module("src.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}", env={"SLURM_RESTART_COUNT": "0"})
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert f"{tmp_path} already holds the checkpoints of an earlier run" in again.stderr
+    assert f"resume={tmp_path}" in again.stderr and "Resuming" not in again.stderr and "Traceback" not in again.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == before
+    assert (tmp_path / "metrics.json").read_text() == metrics
+
+
+@pytest.mark.parametrize("how", ["requeued", "asked"])
+def test_a_run_resumes_in_its_folder_when_requeued_or_asked(how: str, tmp_path: Path, data_dir):
+    """SLURM's restart count says the job was requeued (what a preempted cluster job sees), or resume= asks for it:
+    the run continues from its own last.ckpt in its own folder, keeps its history and its best accuracy, and says
+    why it resumed."""
+    first = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # A best accuracy no later epoch of this tiny run reaches: the resumed run must carry it, not restart its max.
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["state_dict"]["val_acc_best.max_value"] = torch.tensor(0.999)
+    torch.save(checkpoint, last)
+    extra, env, why = {
+        "requeued": ([], {"SLURM_RESTART_COUNT": "1"}, "SLURM requeued this job (SLURM_RESTART_COUNT=1)"),
+        "asked": ([f"resume={tmp_path}"], {}, f"asked by resume={tmp_path}"),
+    }[how]
+    again = run_module("src.train", *TINY, "trainer.max_epochs=3", *extra, f"hydra.run.dir={tmp_path}", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'} found in this run's folder" in again.stderr
+    assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}: {why}" in again.stderr
+    assert "exists and is not empty" not in again.stderr  # its own checkpoints, not a foreign folder's
     summary = json.loads((tmp_path / "metrics.json").read_text())
-    assert summary["epochs"] == 2  # one epoch restored, one more trained: not two from scratch
+    assert summary["epochs"] == 3  # one epoch restored, two more trained: not three from scratch
+    assert summary["metrics"]["val/acc_best"] == pytest.approx(0.999)  # the best of all epochs, the restored ones too
     history = json.loads((tmp_path / "history.json").read_text())
-    assert [row["epoch"] for row in history] == [0, 1] and "val/acc" in history[0]
+    assert [row["epoch"] for row in history] == [0, 1, 2] and "val/acc" in history[0]
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [j.name for j in jobs] == ["0", "1"]
+    jobs = sweep_jobs(tmp_path)
+    # named by what varies across the sweep; TINY's overrides are the same for every job
+    assert [j.name for j in jobs] == ["0_model.activation=relu", "1_model.activation=tanh"]
     for job, activation in zip(jobs, ["relu", "tanh"]):
-        assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+        assert list(job.glob("events.out.tfevents.*"))
         assert f"activation: {activation}" in (job / ".hydra" / "config.yaml").read_text()
-        assert "test/acc" in read_scalars(job / "tensorboard").Tags()["scalars"]
+        assert "test/acc" in read_scalars(job).Tags()["scalars"]
 
 
 def test_compiled_model_trains(tmp_path: Path, data_dir):
@@ -101,13 +146,28 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path, data_dir):
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_gpu_without_a_gpu_gives_lightnings_error(tmp_path: Path, data_dir):
+@pytest.mark.parametrize("override", ["trainer.accelerator=gpu", "trainer=gpu"])
+def test_gpu_without_a_gpu_is_refused_before_any_work(override: str, tmp_path: Path, data_dir):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    result = run_module("src.train", "trainer.accelerator=gpu", *TINY, f"hydra.run.dir={tmp_path}")
-    assert result.returncode != 0
-    assert "gpu" in result.stderr.lower() and "MisconfigurationException" in result.stderr
-    assert not (tmp_path / "checkpoints").exists()
+    result = run_module("src.train", override, *TINY, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Invalid config:\n  trainer.accelerator='gpu': this machine has no CUDA GPU" in result.stderr
+    assert "trainer.accelerator=auto" in result.stderr and "trainer.accelerator=cpu" in result.stderr
+    assert "Traceback" not in result.stderr and "MisconfigurationException" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists() and not list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_a_plain_run_prints_no_warning(tmp_path: Path, data_dir):
+    """The default recipe as `python -m src.train` runs it, shortened: its stderr holds Lightning's and our log lines
+    and the progress bar, but not one warning (Python's warnings print as `file.py:line: message`)."""
+    result = run_module("src.train", "trainer.max_epochs=2", "trainer.limit_train_batches=60", "trainer.limit_val_batches=3",
+                        "trainer.limit_test_batches=3", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stderr + result.stdout
+    noise = [line for line in output.splitlines() if re.search(r"\.py:\d+: |Warning|warn\(|💡", line)]
+    assert not noise, "\n".join(noise)
+    assert "Final metrics: " in result.stderr  # the run's own log still shows
 
 
 @pytest.mark.gpu
@@ -138,7 +198,7 @@ def test_one_epoch_of_d2l_sigmoid_learns(tmp_path: Path, data_dir):
         "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    losses = [s.value for s in read_scalars(tmp_path / "tensorboard").Scalars("train/loss")]
+    losses = [s.value for s in read_scalars(tmp_path).Scalars("train/loss")]
     assert all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     print(f"d2l_sigmoid epoch 1: train/loss {first:.3f} -> {last:.3f}")
@@ -151,7 +211,7 @@ def test_train_loss_is_logged_at_every_logging_step(tmp_path: Path, data_dir):
     result = run_module("src.train", *TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=7",
                         "trainer.log_every_n_steps=3", f"hydra.run.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    losses = read_scalars(tmp_path / "tensorboard").Scalars("train/loss")
+    losses = read_scalars(tmp_path).Scalars("train/loss")
     assert [s.step for s in losses] == [2, 5, 8, 11]
     values = [s.value for s in losses]
     assert len(set(values)) == len(values) and all(0 < v < 5 for v in values)
