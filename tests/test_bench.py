@@ -35,7 +35,7 @@ def test_report_ratios_pair_rounds_and_pool_medians(tmp_path: Path):
     """Each ratio twice: of the pooled medians, and per round (a slow round slows every variant in it alike)."""
     from argparse import Namespace
 
-    from src.bench import combine, write_report
+    from src.bench.report import combine, write_report
 
     def variant(rounds: list[list[float]]) -> dict:  # epoch seconds per round; each round's first epoch is dropped
         runs = [{"exit_code": 0, "epoch_seconds": r, "test_acc": 0.98, "peak_rss_mb": 900.0} for r in rounds]
@@ -61,7 +61,8 @@ def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp
     4 steps leaves no complete segment (without the restart there it would time one across the validation)."""
     import torch
 
-    from src.bench import PlainStepsBetween, compose_config, paired_summary, run_paired
+    from src.bench.paired import PlainStepsBetween, paired_summary, run_paired
+    from src.bench.recipe import compose_config
 
     cfg = compose_config([f"paths.data_dir={data_dir}", "data.batch_size=64"])
     probe = PlainStepsBetween(cfg, torch.device("cpu"), segment=3)

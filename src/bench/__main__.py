@@ -1,0 +1,111 @@
+"""``python -m src.bench``: the command line, and the driver that runs every variant and writes the report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import src.bench
+from src.bench.paired import PAIRED_LEVELS, paired_summary
+from src.bench.plain import PLAIN_VARIANTS
+from src.bench.recipe import SEED, data_dir, recipe_overrides
+from src.bench.report import combine, machine_info, write_report
+from src.bench.worker import (
+    lightning_command,
+    round_command,
+    run_process,
+    run_variant,
+    run_worker,
+    worker_command,
+    worker_result,
+)
+from src.config import PROJECT_ROOT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.bench", description=src.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of every variant")
+    parser.add_argument("--tta-rounds", type=int, default=2, help="runs of experiment=fast_mnist (time to 99%%)")
+    parser.add_argument("--tiny", action="store_true", help="a few batches per variant (CI)")
+    parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")
+    parser.add_argument("--variants", default="textbook,raw,lightning,fast_mnist,paired")
+    parser.add_argument("--segment", type=int, default=10, help="steps per segment of the paired measurement")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="another Lightning variant: a name and src.train overrides")  # fmt: skip
+    parser.add_argument("--worker", choices=[*PLAIN_VARIANTS, *PAIRED_LEVELS], help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: no CUDA GPU is available on this machine")
+    if args.tiny:
+        args.epochs, args.rounds, args.tta_rounds, args.segment = min(args.epochs, 2), 1, 1, 2
+
+    if args.worker:  # inside a worker process: run one plain loop and write its result
+        return run_worker(args)
+
+    from src.data import MNISTDataModule
+
+    MNISTDataModule(data_dir=data_dir()).prepare_data()  # missing data: one clear error before any variant runs
+    out = args.out or PROJECT_ROOT / "outputs" / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    common = recipe_overrides(args.epochs, args.batch_size)
+
+    jobs: dict[str, list[str]] = {}
+    paired_jobs: dict[str, list[str]] = {}
+    for name in args.variants.split(","):
+        if name in PLAIN_VARIANTS:
+            jobs[name] = worker_command(name, out, args, common)
+        elif name == "paired":  # paired within each run: one run per level is enough
+            paired_jobs = {level: worker_command(level, out, args, common) for level in PAIRED_LEVELS}
+        elif name == "lightning":
+            jobs[name] = lightning_command(args, out / name, common)
+        elif name == "fast_mnist":
+            tta = ["experiment=fast_mnist", "+callbacks.time_to_accuracy._target_=src.callbacks.TimeToAccuracy",
+                   "+callbacks.time_to_accuracy.target=0.99", f"seed={SEED}"]  # fmt: skip
+            jobs[name] = lightning_command(args, out / name, tta + (["trainer.max_epochs=1"] if args.tiny else []))
+        else:
+            parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, fast_mnist, paired")
+    for extra in args.extra:
+        name, _, overrides = extra.partition("=")
+        jobs[name] = lightning_command(args, out / name, common + shlex.split(overrides))
+
+    # Rounds interleave the variants (A B C, A B C, ...) so a slow spell of a shared machine hits them all alike.
+    runs: dict[str, list[dict]] = {name: [] for name in jobs}
+    for round_ in range(args.rounds):
+        for name, cmd in jobs.items():
+            if name == "fast_mnist" and round_ >= args.tta_rounds:
+                continue
+            tag = f"{name}.r{round_}"
+            round_cmd = round_command(cmd, name, tag)
+            print(f"[bench] round {round_ + 1}/{args.rounds} {name}: {shlex.join(round_cmd[1:])}", flush=True)
+            runs[name].append(run_variant(name, round_cmd, out, tag))
+    results: dict[str, Any] = {name: combine(rounds, shlex.join(jobs[name][1:])) for name, rounds in runs.items()}
+    if paired_jobs:
+        results["paired"] = {}
+        for level, cmd in paired_jobs.items():
+            print(f"[bench] paired {level}: {shlex.join(cmd[1:])}", flush=True)
+            code, _ = run_process(cmd, out / f"{level}.log")
+            summary = paired_summary(worker_result(out, level)) if code == 0 else {}
+            results["paired"][level] = {"exit_code": code, "command": shlex.join(cmd[1:]), **summary}
+    print(write_report(out, results, machine_info(args.accelerator), args))
+    print(f"[bench] written to {out}")
+    codes = [r["exit_code"] for name, r in results.items() if name != "paired"]
+    codes += [r["exit_code"] or int(not r.get("segments")) for r in results.get("paired", {}).values()]
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
