@@ -63,7 +63,7 @@ def lightning_command(args: argparse.Namespace, run_dir: Path, overrides: list[s
 def lightning_result(run_dir: Path) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     summary = json.loads((run_dir / "metrics.json").read_text())
     if "time/epoch_s" not in acc.Tags()["scalars"]:
