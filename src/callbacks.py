@@ -48,8 +48,9 @@ class HParamsSession(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, LightningTensorBoardLogger):
                 writer = logger.experiment._get_file_writer()
-                # the run's folder name as its trial: the HPARAMS table then names each row as the Scalars legend does
-                trial = Path(logger.log_dir).name
+                # The trial (TensorBoard groups sessions by it) is the run folder with its parent: the HPARAMS rows read
+                # like the Scalars legend, and two sweeps' same-named jobs stay apart under one --logdir.
+                trial = "/".join(Path(logger.log_dir).resolve().parts[-2:])
                 for summary in (config, summary_v2.hparams_pb(values, trial_id=trial)):
                     writer.add_summary(summary)
 

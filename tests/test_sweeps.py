@@ -165,7 +165,7 @@ def test_tensorboard_server_names_the_runs_by_their_overrides(grid_sweep: Path):
         request = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
                    "STATUS_RUNNING"], "colParams": [], "startIndex": 0, "sliceSize": 100}  # fmt: skip
         groups = get("/plugin/hparams/session_groups", request)["sessionGroups"]
-        rows = {g["name"]: g["hparams"] for g in groups}
+        rows = {g["name"].removeprefix(f"{grid_sweep.name}/"): g["hparams"] for g in groups}  # sweep folder/job folder
         assert set(rows) == set(runs)
         assert rows["1_model.activation=relu,optimizer=adam"]["optimizer"] == "adam"
         assert rows["2_model.activation=tanh,optimizer=sgd"]["model.activation"] == "tanh"
