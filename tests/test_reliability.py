@@ -157,6 +157,19 @@ def test_kill_during_saving_never_leaves_a_broken_last_ckpt(tmp_path: Path, data
     assert kills == 6
 
 
+def test_last_ckpt_holds_the_latest_epoch_even_without_a_new_best(tmp_path: Path, data_dir):
+    """Lightning 2.6's save_last writes last.ckpt only when a new best is saved; resuming from it would then repeat
+    every epoch since the best. Here last.ckpt is each epoch's own, and the best checkpoint stays the best."""
+    run = tmp_path / "run"
+    # a learning rate too small to change a single prediction: epochs 1 and 2 are no new best
+    result = run_module("src.train", *TINY, "trainer.max_epochs=3", "optimizer.lr=1e-12", "scheduler=none",
+                        "test=false", f"hydra.run.dir={run}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 9)  # 3 epochs of 3 batches
+    assert [p.name[:13] for p in (run / "checkpoints").glob("best-*.ckpt")] == ["best-epoch000"]
+
+
 # -- 4. config validated before any work --------------------------------------------------------------------------
 BAD_CONFIGS = [
     ("model.activation=swish", "model.activation='swish'", "sigmoid"),
