@@ -1,0 +1,236 @@
+"""Every ``python -m src....`` command the README shows runs as shown.
+
+The commands are read from README.md's fenced code blocks (and ``$ `` prompts), trailing ``# comments`` dropped:
+- single training runs run for real as subprocesses, on a tiny budget (``TINY``) in a temporary folder;
+- sweeps (``-m``) are expanded into their combinations, and each must compose with Hydra and pass validation;
+- ``src.summary`` runs (it needs no data); ``src.bench`` lines must parse, and their ``--extra`` overrides compose;
+- a ``$ `` prompt followed by output must print that output (``[...]`` stands for any prefix, ``...`` for more lines);
+- commands that need a checkpoint or an existing folder (``<placeholders>``, ``src.report``) are skipped, each
+  by name, so the skip shows in the test summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import runpy
+import shlex
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from src.config import CONFIG_DIR, validate
+from tests.helpers import ROOT, TINY, run_module
+
+README = ROOT / "README.md"
+
+
+@dataclass
+class Command:
+    line: int  # 1-based line number in README.md
+    tokens: list[str]  # the command line as the shell splits it, without its trailing comment
+    output: list[str] = field(default_factory=list)  # what the README shows it printing (after a `$ ` prompt)
+
+    @property
+    def text(self) -> str:
+        return shlex.join(self.tokens)
+
+    @property
+    def argv(self) -> list[str]:
+        return self.tokens[3:]  # after "python -m src.<module>"
+
+    @property
+    def module(self) -> str:
+        return self.tokens[2]
+
+    @property
+    def sweep(self) -> bool:
+        return "-m" in self.argv or "--multirun" in self.argv
+
+    def __str__(self) -> str:
+        return f"README.md:{self.line}: {self.text}"
+
+
+def readme_commands(path: Path = README) -> list[Command]:
+    """The README's ``python -m src.`` lines in fenced code blocks or after a ``$ `` prompt, with shown output."""
+    commands: list[Command] = []
+    in_block, prompted = False, None
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.strip()
+        if text.startswith("```"):
+            in_block, prompted = not in_block, None
+            continue
+        prompt = text.startswith("$ ")
+        if prompt:
+            text = text[2:].strip()
+        elif not in_block:
+            continue
+        if text.startswith("python -m src."):
+            commands.append(Command(number, shlex.split(text, comments=True)))  # without a trailing "# comment"
+            prompted = commands[-1] if prompt else None
+        elif prompted is not None and text:
+            prompted.output.append(text)
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def skip_reason(command: Command) -> str | None:
+    if command.module == "src.report":
+        return "src.report needs a finished sweep's folder"
+    if "<" in command.text:
+        return "needs a checkpoint or an existing folder (a <placeholder>)"
+    return None
+
+
+def select(module: str, sweep: bool | None = None) -> list[Command]:
+    return [c for c in COMMANDS if c.module == module and not skip_reason(c) and (sweep is None or c.sweep == sweep)]
+
+
+TRAIN_RUNS = select("src.train", sweep=False)
+SWEEPS = select("src.train", sweep=True)
+SUMMARIES = select("src.summary")
+BENCHES = select("src.bench")
+SKIPPED = [c for c in COMMANDS if skip_reason(c)]
+
+
+def ids(commands: list[Command]) -> list[str]:
+    return [f"L{c.line}" for c in commands]
+
+
+def test_the_readme_shows_commands_of_every_kind():
+    """A parser that finds nothing would make every test below pass vacuously."""
+    assert len(TRAIN_RUNS) >= 5 and SWEEPS and SUMMARIES and BENCHES, [str(c) for c in COMMANDS]
+    assert any(c.text == "python -m src.train" for c in TRAIN_RUNS), "the README's first run, as shown"
+    handled = {id(c) for c in TRAIN_RUNS + SWEEPS + SUMMARIES + BENCHES + SKIPPED}
+    unhandled = [str(c) for c in COMMANDS if id(c) not in handled]
+    assert not unhandled, f"README commands this test has no rule for: {unhandled}"
+
+
+@pytest.mark.parametrize("command", SKIPPED, ids=ids(SKIPPED))
+def test_commands_that_need_a_checkpoint_or_folder_are_skipped(command: Command):
+    pytest.skip(f"{skip_reason(command)}: {command}")
+
+
+# --- single training runs: for real, on a tiny budget ---------------------------------------------------------
+
+
+def no_gpu_here(command: Command) -> bool:
+    asks_for_gpu = "trainer.accelerator=gpu" in command.argv or "trainer=gpu" in command.argv
+    return asks_for_gpu and not torch.cuda.is_available()
+
+
+def tiny(command: Command, run_dir: Path) -> list[str]:
+    """The command's own overrides, then a tiny budget for every key the command does not set itself."""
+    given = {a.split("=", 1)[0] for a in command.argv}
+    return [*command.argv, *(o for o in TINY if o.split("=", 1)[0] not in given), f"hydra.run.dir={run_dir}"]
+
+
+@pytest.fixture(scope="module")
+def train_runs(tmp_path_factory: pytest.TempPathFactory, data_dir) -> dict[int, tuple]:
+    """Every README training run, two at a time (the machine has 2 cores)."""
+    folder = tmp_path_factory.mktemp("readme_runs")
+    jobs = {c.line: (c, folder / f"L{c.line}") for c in TRAIN_RUNS}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {line: pool.submit(run_module, "src.train", *tiny(c, run_dir)) for line, (c, run_dir) in jobs.items()}
+        return {line: (futures[line].result(), jobs[line][1]) for line in jobs}
+
+
+def assert_shows(command: Command, printed: str) -> None:
+    """Each output line the README shows after the command is printed (``[...]``: any prefix; ``...``: more)."""
+    for shown in command.output:
+        if shown == "...":
+            continue
+        assert shown.removeprefix("[...]") in printed, f"{command} shows {shown!r}; it printed:\n{printed[-3000:]}"
+
+
+@pytest.mark.parametrize("command", TRAIN_RUNS, ids=ids(TRAIN_RUNS))
+def test_training_command_runs_as_shown(command: Command, train_runs: dict):
+    result, run_dir = train_runs[command.line]
+    printed = result.stdout + result.stderr
+    if no_gpu_here(command):
+        # No CUDA GPU on this machine: the run must stop before any work with a message naming the key.
+        assert result.returncode == 2, f"{command}: exit {result.returncode}\n{result.stderr[-3000:]}"
+        assert "trainer.accelerator" in result.stderr, result.stderr[-3000:]
+        assert not (run_dir / "checkpoints").exists()
+    elif any("Invalid config" in line for line in command.output):
+        assert result.returncode == 2, f"{command}: exit {result.returncode}\n{result.stderr[-3000:]}"
+        assert not (run_dir / "checkpoints").exists()
+    else:
+        assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stderr[-3000:]}"
+        assert (run_dir / "metrics.json").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert_shows(command, printed)
+
+
+# --- sweeps: every combination composes and validates ---------------------------------------------------------
+
+
+def combinations(argv: list[str]) -> list[list[str]]:
+    """A sweep's jobs as lists of overrides, as Hydra's basic sweeper expands the comma lists."""
+    overrides = OverridesParser.create().parse_overrides([a for a in argv if a not in ("-m", "--multirun")])
+    axes = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+        for o in overrides
+    ]
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def compose_and_validate(overrides: list[str]) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        validate(compose("train", overrides=overrides, return_hydra_config=False))
+
+
+@pytest.mark.parametrize("command", SWEEPS, ids=ids(SWEEPS))
+def test_sweep_command_composes_for_every_job(command: Command):
+    jobs = combinations(command.argv)
+    assert jobs, command
+    for job in jobs:
+        try:
+            compose_and_validate(job)
+        except Exception as exc:  # Hydra's and our own errors, named with the job that failed
+            pytest.fail(f"{command}\njob {job}: {type(exc).__name__}: {exc}")
+
+
+# --- src.summary: runs, with no data ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", SUMMARIES, ids=ids(SUMMARIES))
+def test_summary_command_runs_without_data(command: Command, tmp_path: Path):
+    no_data = {"DATA_DIR": str(tmp_path / "no-data-here")}
+    result = run_module("src.summary", *command.argv, f"hydra.run.dir={tmp_path / 'run'}", env=no_data)
+    assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stderr[-3000:]}"
+    assert "Total params" in result.stdout + result.stderr
+    assert_shows(command, result.stdout + result.stderr)
+
+
+# --- src.bench: its arguments parse, its extra variants compose; the benchmark itself is not run -----------------
+
+
+class Parsed(BaseException):  # BaseException: not swallowed by an `except Exception` in the benchmark
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.namespace = args
+
+
+@pytest.mark.parametrize("command", BENCHES, ids=ids(BENCHES))
+def test_bench_command_parses(command: Command, monkeypatch: pytest.MonkeyPatch):
+    def parse_and_stop(parser: argparse.ArgumentParser, args=None, namespace=None):
+        raise Parsed(original(parser, args, namespace))
+
+    original = argparse.ArgumentParser.parse_args
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_and_stop)
+    monkeypatch.setattr(sys, "argv", ["src.bench", *command.argv])
+    with pytest.raises(Parsed) as parsed:  # argparse's own error would be SystemExit(2) instead
+        runpy.run_module("src.bench", run_name="__main__", alter_sys=True)
+    for extra in getattr(parsed.value.namespace, "extra", None) or []:
+        name, _, overrides = extra.partition("=")
+        assert name and overrides, f"{command}: --extra {extra!r} is not NAME=OVERRIDES"
+        compose_and_validate(shlex.split(overrides))
