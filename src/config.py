@@ -215,21 +215,30 @@ def resolve_resume(cfg: DictConfig) -> str | None:
     candidates = _checkpoints(run)
     if not candidates:
         raise ConfigError(f"resume={str(run)!r}: no checkpoints/last.ckpt or checkpoints/on_exception.ckpt in that folder")
-    saved_path = run / ".hydra" / "config.yaml"
-    if saved_path.is_file():
-        saved = OmegaConf.load(saved_path)
-        differ = [
-            f"{key}: run had {OmegaConf.select(saved, key)!r}, now {OmegaConf.select(cfg, key)!r}"
-            for key in _leaf_keys(saved, RECIPE_KEYS)
-            if key not in ("data.data_dir",) and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key)
-        ]
-        if differ:
-            raise ConfigError(
-                f"resume={str(run)!r}: the recipe differs from that run's (pass the run's own overrides):\n  "
-                + "\n  ".join(differ)
-            )
+    # The recipe is read from the checkpoint itself: the run folder's .hydra/config.yaml has already been rewritten
+    # by Hydra when this run continues in that same folder (hydra.run.dir=<it>).
+    saved = _checkpoint_recipe(candidates[0])
+    differ = [
+        f"{key}: run had {OmegaConf.select(saved, key)!r}, now {OmegaConf.select(cfg, key)!r}"
+        for key in _leaf_keys(saved, RECIPE_KEYS)
+        if key not in ("data.data_dir",) and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key)
+    ]
+    if differ:
+        raise ConfigError(
+            f"resume={str(run)!r}: the recipe differs from that run's (pass the run's own overrides):\n  "
+            + "\n  ".join(differ)
+        )
     log.info("Resuming from %s: asked by resume=%s", candidates[0], run)
     return str(candidates[0])
+
+
+def _checkpoint_recipe(path: Path) -> DictConfig:
+    """The data, model, optimizer, scheduler and seed a checkpoint was trained with (src.train saves them in it)."""
+    from src.reliability import safe_load_checkpoint
+
+    checkpoint = safe_load_checkpoint(path)
+    data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    return OmegaConf.create({**checkpoint.get("hyper_parameters", {}), "data": data, "seed": data.get("seed")})
 
 
 def _checkpoints(run: Path) -> list[Path]:
