@@ -23,7 +23,7 @@ def reuse_freed_memory() -> bool:
     PyTorch's CPU allocator asks malloc for every activation and gradient anew on each step. glibc serves blocks
     above its mmap threshold with fresh pages from the kernel and hands them back on free, so each step
     page-faults and zeroes its ~5 MiB activations again: about 20% of a LeNet-5 training step at batch 256 on a
-    2-core CPU (README, Speed). PyTorch's CPU performance guide reaches the same end by preloading jemalloc or
+    2-core CPU (docs/speed.md). PyTorch's CPU performance guide reaches the same end by preloading jemalloc or
     tcmalloc; mallopt needs no extra library. Other C libraries (macOS, Windows, musl) are left as they are.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

@@ -51,7 +51,7 @@ class LeNet5(nn.Module):
         )  # fmt: skip
         if init != "default":
             self.apply(_INIT_FNS[init])
-        # NHWC layout: the same arithmetic, but oneDNN's conv and pooling kernels run faster on it (README, Speed)
+        # NHWC layout: the same arithmetic, but oneDNN's conv and pooling kernels run faster on it (docs/speed.md)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
