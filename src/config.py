@@ -22,7 +22,9 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
     if not OmegaConf.has_resolver("pid"):
-        OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()))
+        # Cached: a sweep's folder is named once, by the launching process; Hydra hands the cache to joblib and
+        # submitit workers (and a requeued SLURM job), which would otherwise resolve their own process id.
+        OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()), use_cache=True)
     # ${choice:optimizer} is the option a config group was given (sgd, adam): what the user typed, for TensorBoard.
     if not OmegaConf.has_resolver("choice"):
         OmegaConf.register_new_resolver("choice", group_choice)

@@ -83,19 +83,19 @@ def test_optuna_search_returns_a_best_value(tmp_path: Path, data_dir):
     assert len(sweep_jobs(tmp_path)) == 3
 
 
-def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path, data_dir):
-    result = run_module("src.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "torch_threads=1",
-                        "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_run_every_job_in_the_sweeps_one_folder(launcher: str, tmp_path: Path, data_dir):
+    """Workers in other processes (joblib's, submitit's) write into the folder the launching process named: with
+    the default sweep folder (its name ends in the launcher's process id), not one folder per worker."""
+    settings = {"joblib": ["hydra.launcher.n_jobs=2"], "submitit_local": ["hydra.launcher.timeout_min=10"]}[launcher]
+    result = run_module("src.train", "-m", f"hydra/launcher={launcher}", *settings, "torch_threads=1",
+                        "model.activation=relu,tanh", *TINY, f"paths.log_dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(sweep_jobs(tmp_path)) == 2
-    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in sweep_jobs(tmp_path))
-
-
-def test_submitit_local_launcher(tmp_path: Path, data_dir):
-    result = run_module("src.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-                        "model.activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in sweep_jobs(tmp_path))
+    sweeps = list(tmp_path.glob("multirun/*/*"))
+    assert len(sweeps) == 1, sweeps
+    jobs = sweep_jobs(sweeps[0])
+    assert [j.name for j in jobs] == ["0_model.activation=relu", "1_model.activation=tanh"]
+    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in jobs)
 
 
 def test_tensorboard_events_hold_hparams_images_and_scalars(grid_sweep: Path):
