@@ -190,30 +190,37 @@ def requeue_count() -> int:
 def resolve_resume(cfg: DictConfig) -> str | None:
     """The checkpoint this run continues from, or None for a fresh run; the log says why it resumes.
 
-    A run resumes only when asked (``ckpt_path=<file>``, or ``resume=<run folder>``: that folder's newest checkpoint,
-    last.ckpt or on_exception.ckpt) or when the scheduler requeued it (then from its own folder). A run folder that
-    already holds checkpoints is otherwise refused, not resumed unasked and not overwritten. With ``resume=``, the
-    recipe must be the run's own: other data, model, optimizer, scheduler or seed would not continue it, so such a
-    difference is an error naming the keys.
+    A run resumes only when the scheduler requeued it (from its own folder's newest checkpoint) or when asked:
+    ``ckpt_path=<file>``, or ``resume=<run folder>`` (that folder's newest checkpoint, last.ckpt or on_exception.ckpt).
+    A run folder that holds checkpoints other than the ones resumed is refused, neither resumed unasked nor
+    overwritten. With ``resume=``, the recipe must be the run's own: other data, model, optimizer, scheduler or seed
+    would not continue it, so such a difference is an error naming the keys.
     """
     log = logging.getLogger(__name__)
+    output_dir = Path(cfg.paths.output_dir)
+    own = _checkpoints(output_dir)
+    if own and (restarts := requeue_count()) > 0:
+        log.info("Resuming from %s: SLURM requeued this job (SLURM_RESTART_COUNT=%d)", own[0], restarts)
+        return str(own[0])
     if cfg.get("ckpt_path"):
-        log.info("Resuming from %s: asked by ckpt_path=", cfg.ckpt_path)
-        return cfg.ckpt_path
-    if not cfg.get("resume"):
-        output_dir = Path(cfg.paths.output_dir)
-        own = _checkpoints(output_dir)
-        if not own:
-            return None
-        if requeue_count() > 0:
-            log.info("Resuming from %s: SLURM requeued this job (SLURM_RESTART_COUNT=%d)", own[0], requeue_count())
-            return str(own[0])
+        asked, why = Path(cfg.ckpt_path), "asked by ckpt_path="
+    elif cfg.get("resume"):
+        asked, why = _resume_checkpoint(cfg, Path(cfg.resume)), f"asked by resume={cfg.resume}"
+    else:
+        asked, why = None, ""
+    if own and (asked is None or asked.resolve().parent != (output_dir / "checkpoints").resolve()):
         raise RunFolderInUse(
             f"{output_dir} already holds the checkpoints of an earlier run ({own[0].relative_to(output_dir)}); "
             f"a run resumes only when asked. To continue that run: resume={output_dir} (keeps writing there with "
             f"hydra.run.dir={output_dir}); to start a new one, use another folder (leave hydra.run.dir out for a new one)."
         )
-    run = Path(cfg.resume)
+    if asked is not None:
+        log.info("Resuming from %s: %s", asked, why)
+    return str(asked) if asked is not None else None
+
+
+def _resume_checkpoint(cfg: DictConfig, run: Path) -> Path:
+    """``resume=<run folder>``: its newest checkpoint, once the recipe is checked against the one it was trained with."""
     candidates = _checkpoints(run)
     if not candidates:
         raise ConfigError(f"resume={str(run)!r}: no checkpoints/last.ckpt or checkpoints/on_exception.ckpt in that folder")
@@ -230,8 +237,7 @@ def resolve_resume(cfg: DictConfig) -> str | None:
             f"resume={str(run)!r}: the recipe differs from that run's (pass the run's own overrides):\n  "
             + "\n  ".join(differ)
         )
-    log.info("Resuming from %s: asked by resume=%s", candidates[0], run)
-    return str(candidates[0])
+    return candidates[0]
 
 
 def _checkpoint_recipe(path: Path) -> DictConfig:

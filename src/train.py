@@ -63,7 +63,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)  # before anything is downloaded, written or trained
     if cfg.ckpt_path:
         safe_load_checkpoint(cfg.ckpt_path)  # refuse an unsafe or broken file before any work
-        if Path(cfg.ckpt_path).parent == Path(cfg.paths.output_dir, "checkpoints"):
+        if Path(cfg.ckpt_path).resolve().parent == Path(cfg.paths.output_dir, "checkpoints").resolve():
             # Continuing in its own folder (requeued, or resume= with hydra.run.dir= the same folder): the checkpoints
             # there are this run's, not the foreign ones ModelCheckpoint warns about.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -95,9 +95,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     def mark_failed(exc: Exception) -> None:
-        # The run's folder says it failed (a sweep's report reads it); what was written before stays. A folder that
-        # belongs to an earlier run keeps that run's metrics.json.
-        if not isinstance(exc, RunFolderInUse):
+        # The run's folder says it failed (a sweep's report reads it); what was written before stays: a folder that
+        # belongs to another run, or a finished run's (e.g. a refused resume=<it> hydra.run.dir=<it>), keeps its record.
+        summary = Path(cfg.paths.output_dir, "metrics.json")
+        finished = summary.is_file() and json.loads(summary.read_text()).get("status") == "completed"
+        if not isinstance(exc, RunFolderInUse) and not finished:
             write_summary(cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
 
     metrics = run_entry_point(train, cfg, on_error=mark_failed)

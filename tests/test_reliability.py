@@ -21,7 +21,7 @@ from src.config import CONFIG_DIR, validate
 from src.data import MNISTDataModule
 from src.errors import ConfigError, DataIntegrityError
 from src.reliability import RNGStateCheckpoint
-from tests.helpers import ROOT, TINY, run_module
+from tests.helpers import ROOT, TINY, run_module, sweep_jobs
 
 QUIET = "callbacks.progress_bar.refresh_rate=0"
 
@@ -90,6 +90,7 @@ def test_resume_refuses_a_different_recipe(where: str, tmp_path: Path, data_dir)
     result = run_module("src.train", *TINY, "optimizer=adam", "seed=7", f"resume={run}", f"hydra.run.dir={folder}")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "recipe differs" in result.stderr and "optimizer._target_" in result.stderr and "seed: run had 42" in result.stderr
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"  # the finished run's record stays
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path):
@@ -292,8 +293,9 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path: Pat
 def test_a_diverging_job_fails_alone_in_a_sweep(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "optimizer.lr=0.05,1e9", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode != 0  # the sweep reports that a job failed...
-    assert json.loads((tmp_path / "0_optimizer.lr=0.05" / "metrics.json").read_text())["status"] == "completed"  # ...and ran the rest
-    failed = json.loads((tmp_path / "1_optimizer.lr=1e9" / "metrics.json").read_text())
+    first, second = sweep_jobs(tmp_path)
+    assert json.loads((first / "metrics.json").read_text())["status"] == "completed"  # ...and ran the rest
+    failed = json.loads((second / "metrics.json").read_text())
     assert failed["status"] == "failed" and "diverged" in failed["error"]
 
 

@@ -1,6 +1,7 @@
 """End-to-end: ``python -m src.train`` as a subprocess on the real data, read back with TensorBoard's reader."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -8,28 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2
 
-from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
+from tests.helpers import ROOT, TINY, hparams_data, read_scalars, run_module, sweep_jobs
 
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
-
-
-def hparams_experiment(acc) -> plugin_data_pb2.HParamsPluginData:
-    content = acc.PluginTagToContent("hparams")
-    for raw in content.values():
-        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
-        if data.HasField("experiment"):
-            return data.experiment
-    raise AssertionError(f"no hparams experiment summary among {list(content)}")
-
-
-def hparams_session(acc) -> plugin_data_pb2.SessionStartInfo:
-    for raw in acc.PluginTagToContent("hparams").values():
-        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
-        if data.HasField("session_start_info"):
-            return data.session_start_info
-    raise AssertionError("no hparams session start summary")
 
 
 def test_train_end_to_end(tmp_path: Path, data_dir):
@@ -38,7 +22,7 @@ def test_train_end_to_end(tmp_path: Path, data_dir):
 
     acc = read_scalars(tmp_path)  # event files sit in the run folder itself: TensorBoard names the run by it
     assert SCALARS <= set(acc.Tags()["scalars"])
-    experiment = hparams_experiment(acc)
+    experiment = hparams_data(acc, "experiment")
     metric_tags = {m.name.tag for m in experiment.metric_infos}
     assert {"val/acc_best", "test/acc", "test/loss"} <= metric_tags
     types = {h.name: api_pb2.DataType.Name(h.type) for h in experiment.hparam_infos}
@@ -46,7 +30,7 @@ def test_train_end_to_end(tmp_path: Path, data_dir):
             "seed", "trainer.max_epochs"} <= set(types)  # fmt: skip
     assert not any(name.endswith(("data_dir", "download", "_target_")) for name in types)  # no paths, no plumbing
     assert types["optimizer.nesterov"] == "DATA_TYPE_BOOL" and types["optimizer.lr"] == "DATA_TYPE_FLOAT64"
-    session = hparams_session(acc)
+    session = hparams_data(acc, "session_start_info")
     assert session.hparams["optimizer.nesterov"].bool_value is False and session.hparams["optimizer.nesterov"].HasField("bool_value")
     assert session.hparams["optimizer"].string_value == "sgd" and session.hparams["data"].string_value == "mnist"
 
@@ -70,6 +54,19 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path: Path, data_di
     runs = sorted(tmp_path.glob("runs/*/*"))
     assert len(runs) == 2, runs
     assert all((run / "checkpoints" / "last.ckpt").is_file() for run in runs)
+
+
+def test_resuming_another_run_into_a_folder_with_checkpoints_is_refused(tmp_path: Path, data_dir):
+    """ckpt_path= names one run's checkpoint, hydra.run.dir= another run's folder: that folder's checkpoints would be
+    overwritten, so the run is refused."""
+    for name in ("a", "b"):
+        assert run_module("src.train", *TINY, "test=false", f"hydra.run.dir={tmp_path / name}").returncode == 0
+    before = (tmp_path / "b" / "checkpoints" / "last.ckpt").read_bytes()
+    result = run_module("src.train", *TINY, f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}",
+                        "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'b'}")  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{tmp_path / 'b'} already holds the checkpoints of an earlier run" in result.stderr
+    assert (tmp_path / "b" / "checkpoints" / "last.ckpt").read_bytes() == before
 
 
 def test_a_run_folder_with_checkpoints_is_not_resumed_unasked(tmp_path: Path, data_dir):
@@ -101,11 +98,11 @@ def test_a_run_resumes_in_its_folder_when_requeued_or_asked(how: str, tmp_path: 
     torch.save(checkpoint, last)
     extra, env, why = {
         "requeued": ([], {"SLURM_RESTART_COUNT": "1"}, "SLURM requeued this job (SLURM_RESTART_COUNT=1)"),
-        "asked": ([f"resume={tmp_path}"], {}, f"asked by resume={tmp_path}"),
-    }[how]
+        "asked": ([f"resume={os.path.relpath(tmp_path, ROOT)}"], {}, f"asked by resume={os.path.relpath(tmp_path, ROOT)}"),
+    }[how]  # resume= as users type it: relative to where they run
     again = run_module("src.train", *TINY, "trainer.max_epochs=3", *extra, f"hydra.run.dir={tmp_path}", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}: {why}" in again.stderr
+    assert f"last.ckpt: {why}" in again.stderr
     assert "exists and is not empty" not in again.stderr  # its own checkpoints, not a foreign folder's
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["epochs"] == 3  # one epoch restored, two more trained: not three from scratch
