@@ -20,16 +20,30 @@ class HParamsSession(L.Callback):
     that matter.
 
     ``hparams`` maps each column, named as a user types it (``optimizer.lr``), to this run's value; the config
-    (conf/callbacks/default.yaml) fills them in. Every run declares the same columns, so a sweep's table has them all
-    whichever run TensorBoard reads the columns from; a value a run does not have (momentum under Adam) stays blank.
+    (conf/callbacks/default.yaml) fills them in. Every run declares the same columns with the same types, so a sweep's
+    table has them all whichever run TensorBoard reads the columns from (it picks one run's declaration); a value a
+    run does not have (momentum under Adam) stays blank, and ``types`` gives such a column's type (``bool``,
+    ``number`` or ``string``), which that run cannot tell from its value.
     Written with TensorBoard's own hparams protos, which keep booleans as booleans (torch's ``hparams()`` stores them
     as 1.0). Lightning's own hparams logging would link only ``hp_metric``; TensorBoard reads the declared metrics'
     values from the scalars the run logs anyway, so no placeholder values are written.
     """
 
-    def __init__(self, hparams: dict[str, Any], metrics: Sequence[str]) -> None:
+    TYPES = {"bool": "DATA_TYPE_BOOL", "number": "DATA_TYPE_FLOAT64", "string": "DATA_TYPE_STRING"}
+
+    def __init__(self, hparams: dict[str, Any], metrics: Sequence[str], types: dict[str, str] | None = None) -> None:
         self.hparams = dict(hparams)
         self.metrics = list(metrics)
+        self.types = dict(types or {})
+        if bad := {k: v for k, v in self.types.items() if v not in self.TYPES or k not in self.hparams}:
+            raise ValueError(f"HParamsSession types {bad}: each must name a column of hparams and be one of {', '.join(self.TYPES)}")
+
+    def column_type(self, name: str, value: Any) -> str:
+        """The column's TensorBoard data type: declared in ``types``, else that of this run's value."""
+        if name in self.types:
+            return self.TYPES[self.types[name]]
+        kind = {bool: "bool", int: "number", float: "number", str: "string"}.get(type(value))
+        return self.TYPES[kind] if kind else "DATA_TYPE_UNSET"
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -37,9 +51,8 @@ class HParamsSession(L.Callback):
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 
         values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items() if v is not None}
-        types = {bool: "DATA_TYPE_BOOL", int: "DATA_TYPE_FLOAT64", float: "DATA_TYPE_FLOAT64", str: "DATA_TYPE_STRING"}
         experiment = api_pb2.Experiment(
-            hparam_infos=[api_pb2.HParamInfo(name=k, type=types.get(type(values.get(k)), "DATA_TYPE_UNSET")) for k in self.hparams],
+            hparam_infos=[api_pb2.HParamInfo(name=k, type=self.column_type(k, values.get(k))) for k in self.hparams],
             metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in self.metrics],
         )
         config = Summary()

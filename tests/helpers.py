@@ -45,6 +45,19 @@ def read_scalars(log_dir: Path):
     return acc
 
 
+def hparams_data(acc, field: str):
+    """A run's HPARAMS record from its events: ``experiment`` (the columns it declares; TensorBoard shows one run's
+    declaration for the whole --logdir) or ``session_start_info`` (its own values)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    for raw in content.values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
+        if data.HasField(field):
+            return getattr(data, field)
+    raise AssertionError(f"no HPARAMS {field} among the run's summaries {list(content)}")
+
+
 def sweep_jobs(sweep: Path) -> list[Path]:
     """A sweep's job folders (``<job number>_<overrides>``), in job order."""
     return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit()),

@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2
 
-from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
+from tests.helpers import ROOT, TINY, hparams_data, read_scalars, run_module, sweep_jobs
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +105,22 @@ def test_tensorboard_events_hold_hparams_images_and_scalars(grid_sweep: Path):
     assert any(tag.startswith("lr-") for tag in scalars)
     assert {"images/train_samples", "images/confusion_matrix", "images/worst_misclassified"} <= set(acc.Tags()["images"])
     assert acc.Tags()["graph"]
-    experiment = None
-    for raw in acc.PluginTagToContent("hparams").values():
-        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
-        if data.HasField("experiment"):
-            experiment = data.experiment
-    assert experiment is not None
+    experiment = hparams_data(acc, "experiment")
     assert {"val/acc_best", "test/acc", "test/loss"} <= {m.name.tag for m in experiment.metric_infos}
     assert {"model.activation", "model.pooling", "optimizer", "optimizer.lr", "scheduler", "data.batch_size", "data",
             "seed"} <= {h.name for h in experiment.hparam_infos}  # fmt: skip
+
+
+def test_every_run_declares_the_same_hparams_columns(grid_sweep: Path):
+    """Whichever run TensorBoard takes the columns from, they are the same: an Adam run, which has no Nesterov flag,
+    still declares optimizer.nesterov a boolean."""
+    declared = {job.name: {h.name: h.type for h in hparams_data(read_scalars(job), "experiment").hparam_infos}
+                for job in sweep_jobs(grid_sweep)}  # fmt: skip
+    first, *others = declared.values()
+    assert all(columns == first for columns in others), declared
+    adam = declared["1_model.activation=relu,optimizer=adam"]
+    assert adam["optimizer.nesterov"] == api_pb2.DATA_TYPE_BOOL and adam["optimizer.momentum"] == api_pb2.DATA_TYPE_FLOAT64
+    assert adam["optimizer.betas"] == api_pb2.DATA_TYPE_STRING and adam["experiment"] == api_pb2.DATA_TYPE_STRING
 
 
 def free_port() -> int:
