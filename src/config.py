@@ -68,6 +68,14 @@ def sweep_job_dir(num: int, job_overrides: Iterable[str], sweep_dir: str) -> str
 register_resolvers()
 
 
+MNIST_SIDE = 28  # every MNIST and Fashion-MNIST image is 28x28
+
+
+def padded_size(pad: int) -> int:
+    """The side of the images the network sees: MNIST's 28 pixels padded by ``data.pad`` on each side."""
+    return MNIST_SIDE + 2 * pad
+
+
 def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -82,7 +90,7 @@ def validate(cfg: DictConfig) -> None:
     All problems are reported at once. Unknown keys and options are Hydra's job (it stops at composition).
     """
     from src.data.datamodule import DATASETS, PIPELINES
-    from src.models.lenet5 import ACTIVATIONS, INITS, POOLINGS
+    from src.models.lenet5 import ACTIVATIONS, INITS, INPUT_SIZE, POOLINGS, conv_output_side
 
     errors: list[str] = []
 
@@ -106,6 +114,15 @@ def validate(cfg: DictConfig) -> None:
     choice("model.init", INITS)
     check("model.in_channels", lambda v: _is_int(v) and v > 0, "must be an integer > 0")
     check("model.num_classes", lambda v: _is_int(v) and v > 1, "must be an integer > 1")
+    check("model.batch_norm", lambda v: isinstance(v, bool), "must be true or false")
+    check("model.dropout", lambda v: _is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
+    for key in ("model.channels", "model.hidden"):
+        check(key, lambda v: len(v) == 2 and all(_is_int(c) and c > 0 for c in v), "must be two integers > 0, e.g. [6, 16]")
+    pad = OmegaConf.select(cfg, "data.pad", default=2)
+    side = padded_size(pad) if _is_int(pad) else INPUT_SIZE
+    largest = max((k for k in range(1, side + 1) if conv_output_side(k, side) > 0), default=0)
+    check("model.kernel_size", lambda v: _is_int(v) and 0 < v <= largest,
+          f"must be an integer in 1..{largest} (the feature maps of a {side}x{side} input must not vanish)")  # fmt: skip
     choice("data.dataset", DATASETS)
     choice("data.pipeline", PIPELINES)
     check("data.batch_size", lambda v: _is_int(v) and v > 0, "must be an integer > 0")
@@ -113,6 +130,16 @@ def validate(cfg: DictConfig) -> None:
     check("data.val_size", lambda v: _is_int(v) and 0 < v < 60_000, "must be an integer in 1..59999")
     check("data.pad", lambda v: _is_int(v) and v >= 0, "must be an integer >= 0")
     check("data.num_workers", lambda v: _is_int(v) and v >= 0, "must be an integer >= 0")
+    check("data.normalize", lambda v: isinstance(v, bool), "must be true or false")
+    check("augment.translate", lambda v: _is_int(v) and 0 <= v <= 8, "must be an integer in 0..8 (pixels)")
+    check("augment.degrees", lambda v: _is_number(v) and 0 <= v <= 180, "must be a number in [0, 180]")
+    check("augment.scale", lambda v: len(v) == 2 and all(_is_number(z) and z > 0 for z in v) and v[0] <= v[1],
+          "must be two numbers > 0, the smaller first, e.g. [0.9, 1.1]")  # fmt: skip
+    check("augment.flip", lambda v: _is_number(v) and 0 <= v <= 1, "must be a probability in [0, 1]")
+    flip = OmegaConf.select(cfg, "augment.flip", default=0)
+    if OmegaConf.select(cfg, "data.dataset") == "mnist" and _is_number(flip) and flip > 0:
+        errors.append(f"augment.flip={flip!r} with data=mnist: a mirrored digit is another shape (a mirrored 2 is "
+                      f"not a 2); use augment=shift or augment=affine for digits, or augment.flip=0")  # fmt: skip
     check("optimizer.lr", lambda v: _is_number(v) and v > 0, "must be a number > 0")
     check("optimizer.momentum", lambda v: _is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
     check("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "must be a number >= 0")
@@ -123,6 +150,7 @@ def validate(cfg: DictConfig) -> None:
     if (problem := _accelerator_problem(OmegaConf.select(cfg, "trainer.accelerator"))) is not None:
         errors.append(problem)
     check("seed", _is_int, "must be an integer")
+    check("label_smoothing", lambda v: _is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
     check("torch_threads", lambda v: v is None or (_is_int(v) and v > 0), "must be null or an integer > 0")
     check("reuse_cpu_memory", lambda v: isinstance(v, bool), "must be true or false")
     for group in ("optimizer", "scheduler"):
@@ -176,7 +204,7 @@ def _unknown_arguments(cfg: DictConfig, group: str) -> list[str]:
     ]
 
 
-RECIPE_KEYS = ("data", "model", "optimizer", "scheduler", "seed")
+RECIPE_KEYS = ("data", "model", "optimizer", "scheduler", "seed", "label_smoothing")
 
 
 def requeue_count() -> int:
@@ -230,7 +258,8 @@ def _resume_checkpoint(cfg: DictConfig, run: Path) -> Path:
     differ = [
         f"{key}: run had {OmegaConf.select(saved, key)!r}, now {OmegaConf.select(cfg, key)!r}"
         for key in _leaf_keys(saved, RECIPE_KEYS)
-        if key not in ("data.data_dir",) and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key)
+        # where the data lives is not the recipe; the input size follows from data.pad, compared on its own
+        if key not in ("data.data_dir", "model.input_size") and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key)
     ]
     if differ:
         raise ConfigError(
@@ -258,6 +287,8 @@ def _checkpoints(run: Path) -> list[Path]:
 def _leaf_keys(cfg: DictConfig, roots: Iterable[str]) -> list[str]:
     keys = []
     for root in roots:
+        if OmegaConf.select(cfg, root, default=_MISSING) is _MISSING:  # a key older checkpoints do not have
+            continue
         node = OmegaConf.select(cfg, root)
         if isinstance(node, DictConfig):
             keys += [f"{root}.{k}" for k in _leaf_keys(node, node.keys())]

@@ -1,6 +1,7 @@
 """Export a checkpoint's network: ``python -m src.export ckpt_path=<checkpoint> format=onnx|torchscript``.
 
-The exported model takes ``(batch, 1, 32, 32)`` normalised images (the batch size is free) and returns logits.
+The exported model takes ``(batch, 1, S, S)`` normalised images (S = 28 + 2 * the data pad, 32 by default; the batch
+size is free) and returns logits.
 It is then run on real test images and its outputs compared with PyTorch's; the largest absolute difference is
 printed, and a difference above ``atol`` is an error. The files go to the run folder
 (outputs/export/<date>/<time>_<pid>): lenet5.onnx or lenet5.pt, and lenet5.json with the preprocessing
@@ -84,14 +85,14 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
         raise ConfigError(f"check_images={count!r}: must be an integer in 1..10000 (the test set's size)")
     loaded = load_checkpoint(ckpt_path)
     net, data = loaded.net.eval(), loaded.data
-    in_channels = net.features[0].in_channels
-    example = torch.zeros(1, in_channels, 32, 32)  # fixed 1x32x32 images; the batch dimension stays dynamic
+    in_channels, side = net.features[0].in_channels, net.input_size
+    example = torch.zeros(1, in_channels, side, side)  # fixed image size; the batch dimension stays dynamic
 
     # The check images first: a missing data set stops the command before anything is written.
     images, _ = load_test_split(cfg.paths.data_dir, data, int(cfg.check_images))
     out = Path(cfg.paths.output_dir)
     path = out / FORMATS[cfg.format]
-    preprocessing = {**data.as_dict(), "input": f"(batch, {in_channels}, 32, 32) float32: (pixels/255 - mean)/std, "
+    preprocessing = {**data.as_dict(), "input": f"(batch, {in_channels}, {side}, {side}) float32: (pixels/255 - mean)/std, "
                      f"28x28 images padded by pad", "output": "logits (softmax for probabilities)"}  # fmt: skip
     (out / "lenet5.json").write_text(json.dumps(preprocessing, indent=2))
     metadata = {"preprocessing.json": json.dumps(preprocessing)}
@@ -111,7 +112,7 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
         # torch.testing.assert_close's rule: float32 logits of size ~30 carry rounding noise of ~1e-5 themselves.
         passed &= bool((diff <= cfg.atol + cfg.rtol * expected.abs()).all())  # NaN compares False: fails
         agree = float((got.argmax(1) == expected.argmax(1)).float().mean())
-    print(f"Exported {cfg.format} to {path} (input (batch, {in_channels}, 32, 32), dynamic batch)")
+    print(f"Exported {cfg.format} to {path} (input (batch, {in_channels}, {side}, {side}), dynamic batch)")
     tolerance = f"{cfg.atol:g} + {cfg.rtol:g} x |logit|"
     print(f"Check on {len(images):,} real {data.dataset} test images (batches of {', '.join(map(str, CHECK_BATCHES))} "
           f"and {len(images):,}): max abs difference vs PyTorch = {max_diff:.3g} on logits up to {largest:.1f} "

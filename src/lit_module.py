@@ -13,6 +13,7 @@ from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.errors import ConfigError
 from src.models.lenet5 import lenet5_from_config
 
 STAGES = ("train", "val", "test")
@@ -25,12 +26,18 @@ class LitLeNet5(L.LightningModule):
     hyperparameters, so a checkpoint rebuilds the run's model on its own and loads with ``weights_only=True``.
     """
 
-    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = lenet5_from_config(model)
         num_classes = self.net.classifier[-1].out_features
-        self.example_input_array = torch.zeros(1, self.net.features[0].in_channels, 32, 32)
+        self.example_input_array = torch.zeros(1, self.net.features[0].in_channels, self.net.input_size, self.net.input_size)
         if model.get("compile"):
             self.net.compile()  # in place: state_dict keys stay those of the plain model
         # Metrics accumulate on the device and are read once per epoch: no per-step host sync.
@@ -48,7 +55,8 @@ class LitLeNet5(L.LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        # Label smoothing shapes the training target only: validation and test report the plain cross-entropy.
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
         self.metrics[f"{stage}_acc"].update(logits.detach(), y)
         # A device-side weight: a Python number would be copied to the device (a sync) on every step.
         self.metrics[f"{stage}_loss"].update(loss.detach(), weight=torch.full_like(loss, y.shape[0]).detach())
@@ -93,6 +101,21 @@ class LitLeNet5(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self._log_epoch("test"))
 
+    def on_train_start(self) -> None:
+        # A resumed run gets its schedule back from the checkpoint, made for that run's length: one-cycle would fail
+        # with "Tried to step N times" where the new run goes on longer, cosine would rise again. Say so instead.
+        for config in self.trainer.lr_scheduler_configs:
+            for key, needed in getattr(self, "_schedule_length", {}).items():
+                made_for = getattr(config.scheduler, key, needed)
+                if made_for != needed:
+                    unit = "steps" if key == "total_steps" else "epochs"
+                    raise ConfigError(
+                        f"The checkpoint's {type(config.scheduler).__name__} schedule was made for {made_for} {unit}; this "
+                        f"run would take {needed}. A resumed run keeps its schedule, so it runs as long as the original: "
+                        f"resume with the run's own trainer.max_epochs, data.batch_size and trainer.limit_train_batches, "
+                        f"or start a new run of the length you want."
+                    )
+
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(self.parameters())
         if not self.hparams.scheduler:
@@ -104,6 +127,7 @@ class LitLeNet5(L.LightningModule):
         scheduler_fn = instantiate(options)
         params = inspect.signature(scheduler_fn.func).parameters
         extra = {k: int(length) for k in ("total_steps", "T_max") if k in params and options.get(k) is None}
+        self._schedule_length = extra  # checked against a resumed checkpoint's schedule in on_train_start
         scheduler = scheduler_fn(optimizer, **extra)
         config = {"scheduler": scheduler, "interval": interval}
         if monitor:

@@ -3,7 +3,9 @@
 Reads every finished or failed run below the folder (its .hydra/config.yaml and overrides.yaml, metrics.json and
 history.json) and writes into that folder: report.md and report.csv (one row per run, sorted by val/acc_best, the
 swept keys as columns, failed runs marked), val_acc.png (validation accuracy per epoch, every run on one chart) and
-test_acc.png (test accuracy per configuration, mean +- std over seeds where several were run).
+test_acc.png (test accuracy per configuration, mean +- std over seeds where several were run). The per-configuration
+table also gives each configuration's epochs, fit time, parameter count and, for a recipe that names one
+(``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def find_runs(folder: Path) -> list[Path]:
 
 def load_run(run: Path, root: Path) -> dict[str, Any]:
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {}
     summary_path = run / "metrics.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": "failed", "error": "no metrics.json (killed?)"}
     history_path = run / "history.json"
@@ -38,8 +41,23 @@ def load_run(run: Path, root: Path) -> dict[str, Any]:
         "error": summary.get("error", ""),
         "metrics": summary.get("metrics", {}),
         "epochs": summary.get("epochs"),
+        "fit_seconds": summary.get("fit_seconds"),
         "history": json.loads(history_path.read_text()) if history_path.is_file() else [],
+        "reference": config.get("reference"),
+        "params": parameter_count(config.get("model")),
     }
+
+
+def parameter_count(model: dict[str, Any] | None) -> int | None:
+    """The network's size for a run's ``model`` config (None for a config this version cannot build)."""
+    if not model:
+        return None
+    from src.models import lenet5_from_config
+
+    try:
+        return sum(p.numel() for p in lenet5_from_config(model).parameters())
+    except (TypeError, ValueError):
+        return None
 
 
 def swept_keys(runs: list[dict[str, Any]]) -> list[str]:
@@ -65,14 +83,37 @@ def table_rows(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, An
     return rows
 
 
-def by_configuration(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, list[float]]:
-    """Test accuracies grouped by configuration (the swept keys other than the seed)."""
-    groups: dict[str, list[float]] = defaultdict(list)
+def by_configuration(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Completed runs with a test accuracy, grouped by configuration (the swept keys other than the seed)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         if run["status"] == "completed" and "test/acc" in run["metrics"]:
             label = ", ".join(f"{k}={run['overrides'].get(k, '(default)')}" for k in keys if k != "seed") or "all runs"
-            groups[label].append(run["metrics"]["test/acc"])
+            groups[label].append(run)
     return dict(groups)
+
+
+def accuracies_of(group: list[dict[str, Any]]) -> list[float]:
+    return [run["metrics"]["test/acc"] for run in group]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def configuration_row(label: str, group: list[dict[str, Any]]) -> str:
+    """One configuration over its seeds: accuracy mean ± std and range, epochs, fit time, size, the reference."""
+    mean, std = mean_std(accuracies_of(group))
+    val_mean = statistics.mean(run["metrics"].get("val/acc_best", float("nan")) for run in group)
+    epochs = sorted({run["epochs"] for run in group if run["epochs"] is not None})
+    seconds = [run["fit_seconds"] for run in group if run["fit_seconds"] is not None]
+    params = sorted({run["params"] for run in group if run["params"] is not None})
+    reference = group[0]["reference"] or {}
+    published = f"{reference['test_acc']} ({reference.get('source', '')})" if "test_acc" in reference else ""
+    cells = [label, len(group), f"{mean:.4f}", f"{std:.4f}", f"{min(accuracies_of(group)):.4f}", f"{val_mean:.4f}",
+             "/".join(map(str, epochs)), f"{statistics.mean(seconds):.0f}" if seconds else "",
+             "/".join(f"{p:,}" for p in params), published]  # fmt: skip
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def fmt(value: Any) -> str:
@@ -99,16 +140,16 @@ def write_report(folder: Path) -> dict[str, Any]:
     lines += ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows]
     if groups:
         lines += ["", "## Test accuracy per configuration (mean ± std over seeds)", "",
-                  "| configuration | runs | test/acc mean | std |", "|---|---|---|---|"]  # fmt: skip
-        for label, accs in sorted(groups.items(), key=lambda kv: -statistics.mean(kv[1])):
-            std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-            lines.append(f"| {label} | {len(accs)} | {statistics.mean(accs):.4f} | {std:.4f} |")
+                  "| configuration | runs | test/acc mean | std | min | val/acc_best mean | epochs | fit s (mean) | "
+                  "parameters | published |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for label, group in sorted(groups.items(), key=lambda kv: -statistics.mean(accuracies_of(kv[1]))):
+            lines.append(configuration_row(label, group))
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     plot_report(folder, runs, groups)
     return {"runs": len(runs), "swept": keys, "rows": rows}
 
 
-def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list[float]]) -> None:
+def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]) -> None:
     import matplotlib.pyplot as plt
 
     from src.plots import save
@@ -127,9 +168,8 @@ def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list
     save(fig, folder / "val_acc.png")
 
     fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(groups), 2) + 1.5))
-    labels = sorted(groups, key=lambda k: statistics.mean(groups[k]))
-    means = [statistics.mean(groups[k]) for k in labels]
-    stds = [statistics.stdev(groups[k]) if len(groups[k]) > 1 else 0.0 for k in labels]
+    labels = sorted(groups, key=lambda k: statistics.mean(accuracies_of(groups[k])))
+    means, stds = zip(*(mean_std(accuracies_of(groups[k])) for k in labels)) if labels else ((), ())
     ax.barh(labels, means, xerr=stds, color="tab:green", capsize=3)
     if means:
         ax.set_xlim(max(0.0, min(means) - 0.05), 1.0)

@@ -16,11 +16,13 @@ from torch import nn
 
 from src.config import CONFIG_DIR, validate
 from src.errors import run_entry_point
-from src.models.lenet5 import lenet5_from_config
+from src.models.lenet5 import INPUT_SIZE, lenet5_from_config
 
 log = logging.getLogger(__name__)
 
-INPUT_SIZE = 32  # LeNet-5's input: MNIST's 28x28 padded by 2
+
+# the recipe knobs named in the table's title
+SHOWN = ("activation", "pooling", "init", "batch_norm", "dropout", "channels", "kernel_size", "hidden", "num_classes")
 
 
 def layer_rows(net: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, str, tuple[int, ...], int]]:
@@ -64,7 +66,7 @@ def summarize(cfg: DictConfig) -> str:
     validate(cfg)
     args = OmegaConf.to_container(cfg.model, resolve=True)
     net = lenet5_from_config(args)
-    shown = ", ".join(f"{k}={args[k]}" for k in ("activation", "pooling", "init", "num_classes") if k in args)
+    shown = ", ".join(f"{k}={args[k]}" for k in SHOWN if k in args)
     table = format_table(net, (args.get("in_channels", 1), INPUT_SIZE, INPUT_SIZE), f"LeNet-5 ({shown})")
     print(table)
     (Path(cfg.paths.output_dir) / "summary.txt").write_text(table + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.config import CONFIG_DIR, resolve_resume, validate
+from src.config import CONFIG_DIR, padded_size, resolve_resume, validate
 from src.errors import RunFolderInUse, run_entry_point
 from src.lit_module import LitLeNet5
-from src.reliability import safe_load_checkpoint
+from src.reliability import safe_load_checkpoint, slurm_environment
 from src.runtime import configure_runtime
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,11 @@ def plain(node: Any) -> Any:
 
 
 def build_model(cfg: DictConfig) -> LitLeNet5:
-    """The LightningModule for a composed config (its model, optimizer and scheduler groups)."""
-    return LitLeNet5(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler))
+    """The LightningModule for a composed config (model, optimizer, scheduler, label smoothing), built for the images
+    the data group serves: 28x28 digits padded by ``data.pad`` on each side."""
+    model = {**plain(cfg.model), "input_size": padded_size(cfg.data.pad)}
+    return LitLeNet5(model=model, optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler),
+                     label_smoothing=cfg.get("label_smoothing", 0.0))  # fmt: skip
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:
@@ -47,7 +51,10 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]
     # torch.jit.trace (the TensorBoard graph) cannot trace a torch.compile'd module: no graph then.
     no_graph = {"log_graph": False} if cfg.model.get("compile") else {}
     loggers = [instantiate(c, **(no_graph if "log_graph" in c else {})) for c in (cfg.get("logger") or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
+    if (environment := slurm_environment()) is not None:
+        plugins.append(environment)  # one requeue, submitit's: see src.reliability.slurm_environment
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None)
     return datamodule, model, trainer
 
 
@@ -70,10 +77,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     configure_runtime(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
+    start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException:
         sys.exit(143)  # Lightning's SIGTERMException exits 0; a stopped run must not look finished
+    fit_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -81,7 +90,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
-    summary = {"status": "completed", "metrics": metrics, "best_checkpoint": best, "epochs": trainer.current_epoch}
+    # fit_seconds: the wall time of this process's fit (training, validation, checkpoints), for src.report
+    summary = {"status": "completed", "metrics": metrics, "best_checkpoint": best, "epochs": trainer.current_epoch,
+               "fit_seconds": round(fit_seconds, 2)}  # fmt: skip
     if trainer.strategy.root_device.type == "cuda":
         summary["peak_gpu_mb"] = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**20
     if trainer.is_global_zero:

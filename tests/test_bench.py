@@ -12,9 +12,9 @@ def test_bench_tiny_writes_its_table_and_chart(tmp_path: Path, data_dir):
     result = run_module("src.bench", "--tiny", "--out", str(tmp_path), "--extra", "classic=data.pipeline=classic")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = (tmp_path / "results.md").read_text()
-    for variant in ("textbook", "raw", "lightning", "fast_mnist", "classic"):
+    for variant in ("textbook", "raw", "lightning", "lightning, augment=affine", "fast_mnist", "classic"):
         assert f"| {variant} |" in table
-    for pair in ("lightning / textbook:", "lightning / raw:", "raw / textbook:"):
+    for pair in ("lightning / textbook:", "lightning / raw:", "raw / textbook:", "augment / lightning:"):
         assert pair in table
     assert "per round" in table
     for level in ("minimal", "module", "pipeline"):  # the paired per-step measurement, one row per level

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from src.config import CONFIG_DIR
+from src.config import CONFIG_DIR, validate
 from src.train import build
 
 from tests.helpers import TINY, run_module
@@ -31,12 +31,14 @@ def test_groups_are_the_documented_ones():
     assert GROUPS["scheduler"] == ["cosine", "none", "onecycle", "plateau", "step"]
     assert {"mnist", "fashion_mnist"} <= set(GROUPS["data"])
     assert {"tensorboard", "csv"} <= set(GROUPS["logger"])
-    assert {"d2l_sigmoid", "lenet5_tanh", "modern"} <= set(GROUPS["experiment"])
+    assert {"default", "d2l_sigmoid", "d2l_bn", "lenet5_tanh", "modern", "fast_mnist", "best_mnist",
+            "best_fashion"} <= set(GROUPS["experiment"])  # fmt: skip
+    assert GROUPS["augment"] == ["affine", "crop_flip", "none", "shift"]
 
 
 @pytest.mark.parametrize(
     "override",
-    [f"{group}={option}" for group in ("data", "model", "optimizer", "trainer", "logger", "callbacks")
+    [f"{group}={option}" for group in ("data", "augment", "model", "optimizer", "trainer", "logger", "callbacks")
      for option in GROUPS[group] if not (group == "trainer" and option in ("gpu", "ddp"))],
 )  # fmt: skip
 def test_group_option_instantiates(override, tmp_path, data_dir):
@@ -63,11 +65,23 @@ def test_optimizer_and_scheduler_build_and_step(optimizer, scheduler, tmp_path, 
 @pytest.mark.parametrize("experiment", GROUPS["experiment"])
 def test_experiment_composes(experiment, tmp_path, data_dir):
     cfg = compose_run([f"experiment={experiment}"], tmp_path)
+    validate(cfg)  # every recipe passes the checks a user's command meets
     datamodule, model, trainer = build(cfg)
+    params = sum(p.numel() for p in model.net.parameters())
+    if experiment.startswith("best_"):
+        assert params <= 70_000, f"{experiment}: {params:,} parameters, not LeNet-5-sized"
+    if cfg.get("reference"):
+        assert 0 < cfg.reference.test_acc < 1 and cfg.reference.source
+    else:
+        assert experiment == "fast_mnist", f"{experiment} names no published result to compare with"
     if experiment == "d2l_sigmoid":
         assert cfg.data.dataset == "fashion_mnist" and cfg.model.activation == "sigmoid"
         assert cfg.optimizer.lr == 0.9 and cfg.data.batch_size == 256 and cfg.trainer.max_epochs == 10
         assert cfg.model.init == "xavier" and cfg.model.pooling == "avg" and cfg.data.pad == 2
+        assert cfg.data.normalize is False and datamodule.hparams.normalize is False  # d2l feeds raw [0, 1] pixels
+    if experiment == "d2l_bn":  # d2l's BatchNorm LeNet: unpadded 28x28 inputs, 16x4x4 = 256 features into the classifier
+        assert cfg.model.batch_norm and cfg.optimizer.lr == 1.0 and cfg.data.pad == 0 and not cfg.data.normalize
+        assert model.net.input_size == 28 and model.net.classifier[0].in_features == 256
 
 
 @pytest.mark.parametrize(

@@ -133,3 +133,16 @@ def test_missing_folder_names_it_and_both_fixes(tmp_path):
     message = str(err.value)
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
     assert "download" in message and "DATA_DIR" in message and RAW_FILES[0] in message
+
+
+@pytest.mark.parametrize("pipeline", ["tensor", "classic"])
+def test_normalize_false_serves_raw_pixels_as_d2l_does(pipeline, data_dir):
+    """data.normalize=false: d2l's ToTensor() alone, pixels in [0, 1], in both pipelines; the checkpoint's statistics
+    (mean 0, std 1) make inference prepare images the same way."""
+    dm = MNISTDataModule(data_dir=str(data_dir), dataset="fashion_mnist", normalize=False, pipeline=pipeline)
+    dm.setup()
+    assert (dm.mean, dm.std) == (0.0, 1.0) and dm.state_dict()["mean"] == 0.0
+    x, _ = next(iter(dm.test_dataloader()))
+    images, _ = dm._splits["test"]
+    torch.testing.assert_close(x, images[: len(x)].float() / 255, atol=1e-6, rtol=0)
+    assert x.min() == 0.0 and x.max() == 1.0

@@ -55,3 +55,46 @@ def test_xavier_init_changes_weights_not_biases():
     assert torch.equal(default.classifier[0].bias, xavier.classifier[0].bias)  # d2l leaves biases as they are
     bound = (6 / (400 + 120)) ** 0.5  # xavier_uniform's bound for a 400 -> 120 layer
     assert w_xavier.abs().max() <= bound and w_xavier.abs().max() > 0.9 * bound
+
+
+# -- d2l's variations: each builds, trains a step, and has the parameters stated ----------------------------------
+@pytest.mark.parametrize(
+    "options,params",
+    [
+        ({}, 61_706),
+        # conv and hidden linear layers lose their bias (the norm's shift replaces it) and gain 2 per channel
+        ({"batch_norm": True}, 61_706 - (6 + 16 + 120 + 84) + 2 * (6 + 16 + 120 + 84)),
+        ({"dropout": 0.3}, 61_706),
+        ({"channels": [16, 32], "hidden": [64, 64]}, (25 * 16 + 16) + (16 * 25 * 32 + 32) + (800 * 64 + 64) + (64 * 64 + 64) + (64 * 10 + 10)),
+        ({"kernel_size": 3}, (9 * 6 + 6) + (6 * 9 * 16 + 16) + (16 * 6 * 6 * 120 + 120) + (120 * 84 + 84) + 850),
+    ],
+    ids=["classic", "batch_norm", "dropout", "sizes", "kernel_size"],
+)
+def test_model_options_build_train_a_step_and_count_their_parameters(options, params):
+    torch.manual_seed(0)
+    net = LeNet5(**options)
+    assert sum(p.numel() for p in net.parameters()) == params
+    x, y = torch.randn(8, 1, 32, 32), torch.arange(8)
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss = nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert net.eval()(x).shape == (8, 10)
+
+
+def test_batch_norm_and_dropout_sit_where_d2l_puts_them():
+    net = LeNet5(batch_norm=True, dropout=0.5, activation="sigmoid")
+    kinds = [type(m).__name__ for m in [*net.features, *net.classifier]]
+    assert kinds == ["Conv2d", "BatchNorm2d", "Sigmoid", "MaxPool2d", "Conv2d", "BatchNorm2d", "Sigmoid", "MaxPool2d",
+                     "Flatten", "Linear", "BatchNorm1d", "Sigmoid", "Dropout", "Linear", "BatchNorm1d", "Sigmoid",
+                     "Dropout", "Linear"]  # fmt: skip
+    x = torch.randn(4, 1, 32, 32)
+    net.eval()
+    assert torch.equal(net(x), net(x))  # dropout only while training
+
+
+def test_a_kernel_too_large_for_the_input_is_refused():
+    with pytest.raises(ValueError, match="model.kernel_size=11"):
+        LeNet5(kernel_size=11)

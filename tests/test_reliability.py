@@ -56,7 +56,8 @@ def final_state(run: Path) -> dict[str, torch.Tensor]:
 
 # -- 1. resume after SIGKILL: the same run as one never interrupted -----------------------------------------
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path, data_dir):
-    recipe = ["trainer.max_epochs=3", "trainer.limit_train_batches=60", "trainer.deterministic=true", "seed=7"]
+    # augment=affine: the resumed run also continues the same stream of augmented batches
+    recipe = ["trainer.max_epochs=3", "trainer.limit_train_batches=60", "trainer.deterministic=true", "seed=7", "augment=affine"]
     whole, killed, resumed = tmp_path / "whole", tmp_path / "killed", tmp_path / "resumed"
 
     proc = start_train(*recipe, f"hydra.run.dir={killed}")

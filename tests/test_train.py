@@ -31,7 +31,7 @@ def test_train_end_to_end(tmp_path: Path, data_dir):
     assert not any(name.endswith(("data_dir", "download", "_target_")) for name in types)  # no paths, no plumbing
     assert types["optimizer.nesterov"] == "DATA_TYPE_BOOL" and types["optimizer.lr"] == "DATA_TYPE_FLOAT64"
     session = hparams_data(acc, "session_start_info")
-    assert session.hparams["optimizer.nesterov"].bool_value is False and session.hparams["optimizer.nesterov"].HasField("bool_value")
+    assert session.hparams["optimizer.nesterov"].bool_value is True  # the default recipe: SGD with Nesterov momentum
     assert session.hparams["optimizer"].string_value == "sgd" and session.hparams["data"].string_value == "mnist"
 
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -89,7 +89,9 @@ def test_a_run_resumes_in_its_folder_when_requeued_or_asked(how: str, tmp_path: 
     """SLURM's restart count says the job was requeued (what a preempted cluster job sees), or resume= asks for it:
     the run continues from its own last.ckpt in its own folder, keeps its history and its best accuracy, and says
     why it resumed."""
-    first = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path}")
+    # A constant learning rate: a schedule made for the first run's length could not be extended to 3 epochs (the
+    # test below); here the resume rule is what is tested.
+    first = run_module("src.train", *TINY, "scheduler=none", f"hydra.run.dir={tmp_path}")
     assert first.returncode == 0, first.stderr[-3000:]
     # A best accuracy no later epoch of this tiny run reaches: the resumed run must carry it, not restart its max.
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -100,7 +102,7 @@ def test_a_run_resumes_in_its_folder_when_requeued_or_asked(how: str, tmp_path: 
         "requeued": ([], {"SLURM_RESTART_COUNT": "1"}, "SLURM requeued this job (SLURM_RESTART_COUNT=1)"),
         "asked": ([f"resume={os.path.relpath(tmp_path, ROOT)}"], {}, f"asked by resume={os.path.relpath(tmp_path, ROOT)}"),
     }[how]  # resume= as users type it: relative to where they run
-    again = run_module("src.train", *TINY, "trainer.max_epochs=3", *extra, f"hydra.run.dir={tmp_path}", env=env)
+    again = run_module("src.train", *TINY, "scheduler=none", "trainer.max_epochs=3", *extra, f"hydra.run.dir={tmp_path}", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"last.ckpt: {why}" in again.stderr
     assert "exists and is not empty" not in again.stderr  # its own checkpoints, not a foreign folder's
@@ -109,6 +111,18 @@ def test_a_run_resumes_in_its_folder_when_requeued_or_asked(how: str, tmp_path: 
     assert summary["metrics"]["val/acc_best"] == pytest.approx(0.999)  # the best of all epochs, the restored ones too
     history = json.loads((tmp_path / "history.json").read_text())
     assert [row["epoch"] for row in history] == [0, 1, 2] and "val/acc" in history[0]
+
+
+def test_a_resumed_run_cannot_outgrow_its_schedule(tmp_path: Path, data_dir):
+    """The one-cycle schedule (the default) is made for the run's length and comes back with the checkpoint: resuming
+    a 1-epoch run for 3 epochs is refused with what to do, not left to fail inside PyTorch ("Tried to step 4 times")."""
+    first = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_module("src.train", *TINY, "trainer.max_epochs=3", f"resume={tmp_path}", f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert "OneCycleLR schedule was made for 3 steps; this run would take 9" in again.stderr
+    assert "trainer.max_epochs" in again.stderr and "Traceback" not in again.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"  # the first run's record stays
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path: Path, data_dir):
@@ -176,30 +190,30 @@ def test_trains_on_gpu(tmp_path: Path, data_dir):
 
 
 @pytest.mark.slow
-def test_one_epoch_of_mnist_reaches_97_percent(tmp_path: Path, data_dir):
-    result = run_module(
-        "src.train", "trainer.max_epochs=1", "model.activation=relu", "model.pooling=max", "optimizer=sgd",
-        "optimizer.lr=0.05", "optimizer.momentum=0.9", "data.batch_size=64", "callbacks.progress_bar.refresh_rate=0",
-        f"hydra.run.dir={tmp_path}",
-    )  # fmt: skip
+def test_the_default_recipe_reaches_97_5_percent_in_one_epoch(tmp_path: Path, data_dir):
+    """python -m src.train trainer.max_epochs=1: the default recipe (Kaiming init, a warm-up to its peak learning rate,
+    annealing over the run) is robust enough that one epoch already gives 97.5% MNIST test accuracy."""
+    result = run_module("src.train", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     test_acc = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["test/acc"]
-    print(f"one MNIST epoch: test/acc={test_acc:.4f}")
-    assert test_acc >= 0.97
+    print(f"one MNIST epoch of the default recipe: test/acc={test_acc:.4f}")
+    assert test_acc >= 0.975
 
 
 @pytest.mark.slow
-def test_one_epoch_of_d2l_sigmoid_learns(tmp_path: Path, data_dir):
+def test_d2l_sigmoid_leaves_its_plateau_in_two_epochs(tmp_path: Path, data_dir):
+    """d2l's recipe (sigmoid, raw [0, 1] pixels, lr 0.9) sits at chance, loss ~2.30, for most of its first epoch, as
+    in d2l's own plots; by the end of the second the loss has fallen well below it."""
     result = run_module(
-        "src.train", "experiment=d2l_sigmoid", "trainer.max_epochs=1", "trainer.log_every_n_steps=10",
+        "src.train", "experiment=d2l_sigmoid", "trainer.max_epochs=2", "trainer.log_every_n_steps=10", "test=false",
         "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     losses = [s.value for s in read_scalars(tmp_path).Scalars("train/loss")]
     assert all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-    print(f"d2l_sigmoid epoch 1: train/loss {first:.3f} -> {last:.3f}")
-    assert last < first - 0.3
+    print(f"d2l_sigmoid, 2 epochs: train/loss {first:.3f} -> {last:.3f}")
+    assert first > 2.2 and last < first - 0.5
 
 
 def test_train_loss_is_logged_at_every_logging_step(tmp_path: Path, data_dir):
@@ -212,3 +226,22 @@ def test_train_loss_is_logged_at_every_logging_step(tmp_path: Path, data_dir):
     assert [s.step for s in losses] == [2, 5, 8, 11]
     values = [s.value for s in losses]
     assert len(set(values)) == len(values) and all(0 < v < 5 for v in values)
+
+
+def test_time_to_accuracy_counts_every_training_batch_around_mid_epoch_validations(monkeypatch):
+    """With trainer.val_check_interval < 1 the stopwatch stops for each validation and starts again at the next
+    training batch, so all of an epoch's training is counted and none of its validation. A fake clock: 1 s per read."""
+    from types import SimpleNamespace
+
+    from src import callbacks
+
+    clock = iter(range(100))
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: float(next(clock)))
+    tta = callbacks.TimeToAccuracy(target=0.99)
+    trainer, module = SimpleNamespace(sanity_checking=False), SimpleNamespace(device=torch.device("cpu"))
+    tta.on_train_batch_start(trainer, module, None, 0)  # clock 0: training starts
+    tta.on_train_batch_start(trainer, module, None, 1)  # the clock already runs: no restart
+    tta.on_validation_epoch_start(trainer, module)  # clock 1: 1 s of training
+    tta.on_train_batch_start(trainer, module, None, 2)  # clock 2: training again, after the validation
+    tta.on_train_epoch_end(trainer, module)  # clock 3: epoch end, no validation after it
+    assert tta.train_seconds == 2.0

@@ -14,7 +14,7 @@ import torch
 import src.bench
 from src.bench.paired import PAIRED_LEVELS, paired_summary
 from src.bench.plain import PLAIN_VARIANTS
-from src.bench.recipe import SEED, data_dir, recipe_overrides
+from src.bench.recipe import AUGMENT, SEED, data_dir, recipe_overrides
 from src.bench.report import combine, machine_info, write_report
 from src.bench.worker import (
     lightning_command,
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta-rounds", type=int, default=2, help="runs of experiment=fast_mnist (time to 99%%)")
     parser.add_argument("--tiny", action="store_true", help="a few batches per variant (CI)")
     parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")
-    parser.add_argument("--variants", default="textbook,raw,lightning,fast_mnist,paired")
+    parser.add_argument("--variants", default="textbook,raw,lightning,augment,fast_mnist,paired")
     parser.add_argument("--segment", type=int, default=10, help="steps per segment of the paired measurement")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="another Lightning variant: a name and src.train overrides")  # fmt: skip
@@ -72,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             paired_jobs = {level: worker_command(level, out, args, common) for level in PAIRED_LEVELS}
         elif name == "lightning":
             jobs[name] = lightning_command(args, out / name, common)
+        elif name == "augment":  # what augmenting every training batch costs
+            jobs[name] = lightning_command(args, out / name, [*common, f"augment={AUGMENT}"])
         elif name == "fast_mnist":
             tta = ["experiment=fast_mnist", "+callbacks.time_to_accuracy._target_=src.callbacks.TimeToAccuracy",
                    "+callbacks.time_to_accuracy.target=0.99", f"seed={SEED}"]  # fmt: skip
             jobs[name] = lightning_command(args, out / name, tta + (["trainer.max_epochs=1"] if args.tiny else []))
         else:
-            parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, fast_mnist, paired")
+            parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, augment, fast_mnist, paired")
     for extra in args.extra:
         name, _, overrides = extra.partition("=")
         jobs[name] = lightning_command(args, out / name, common + shlex.split(overrides))

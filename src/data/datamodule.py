@@ -20,10 +20,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
+from src.data.augment import BatchAugment
 from src.errors import DataIntegrityError, DataNotFoundError
 from src.models.lenet5 import check_choice
 
@@ -127,8 +129,9 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        augment: BatchAugment | None = None,
     ) -> None:
-        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
         # x_norm = (x_uint8 / 255 - mean) / std, folded into one multiply and one subtract
         self.scale, self.shift = 1.0 / (255.0 * std), mean / std
         self.sampler = DistributedSampler(
@@ -142,8 +145,13 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # One host-to-device copy of the epoch's order; every batch after that is pure device indexing.
         order = torch.tensor(list(self.sampler), dtype=torch.long).to(self.images.device, non_blocking=True)
-        for idx in order.split(self.batch_size):
-            yield self.images[idx].float().mul_(self.scale).sub_(self.shift), self.labels[idx]
+        sampler = self.sampler
+        for batch, idx in enumerate(order.split(self.batch_size)):
+            images = self.images[idx].float()
+            if self.augment is not None:
+                # Before normalising: the border an image is shifted away from is black, as MNIST's background.
+                images = self.augment(images, BatchAugment.generator(images.device, sampler.seed, sampler.epoch, sampler.rank, batch))
+            yield images.mul_(self.scale).sub_(self.shift), self.labels[idx]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -163,8 +171,12 @@ class MNISTDataModule(L.LightningDataModule):
         num_workers: int = 0,
         download: bool = True,
         verify: bool = True,
+        normalize: bool = True,
+        augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if OmegaConf.is_config(augment):  # saved with the checkpoint, which holds only plain containers
+            augment = OmegaConf.to_container(augment, resolve=True)
         check_choice("data.dataset", dataset, DATASETS)
         check_choice("data.pipeline", pipeline, PIPELINES)
         self.save_hyperparameters()
@@ -220,7 +232,8 @@ class MNISTDataModule(L.LightningDataModule):
         train_images = F.pad(train_set.data, (hp.pad,) * 4)
         test_images = F.pad(test_set.data, (hp.pad,) * 4)
         if self.mean is None:  # statistics loaded from a checkpoint (load_state_dict) are kept as they are
-            self.mean, self.std = pixel_stats(train_images[self.train_indices])
+            # normalize=false: the raw [0, 1] pixels d2l feeds its networks (ToTensor alone)
+            self.mean, self.std = pixel_stats(train_images[self.train_indices]) if hp.normalize else (0.0, 1.0)
 
         if device is None:
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -235,14 +248,18 @@ class MNISTDataModule(L.LightningDataModule):
             self._splits[split] = (images.unsqueeze(1).to(device), labels.to(device))
 
         if hp.pipeline == "classic":
-            transform = transforms.Compose(
-                [transforms.Pad(hp.pad), transforms.ToTensor(), transforms.Normalize((self.mean,), (self.std,))]
-            )
-            train_t = self.dataset_cls(hp.data_dir, train=True, transform=transform)
+            augment = BatchAugment.from_config(hp.augment)
+
+            def transform(train: bool) -> transforms.Compose:
+                extra = augment.classic_transforms(28 + 2 * hp.pad) if train and augment else []
+                return transforms.Compose([transforms.Pad(hp.pad), *extra, transforms.ToTensor(),
+                                           transforms.Normalize((self.mean,), (self.std,))])  # fmt: skip
+
+            train_set, eval_set = (self.dataset_cls(hp.data_dir, train=True, transform=transform(t)) for t in (True, False))
             self._classic = {
-                "train": Subset(train_t, self.train_indices.tolist()),
-                "val": Subset(train_t, self.val_indices.tolist()),
-                "test": self.dataset_cls(hp.data_dir, train=False, transform=transform),
+                "train": Subset(train_set, self.train_indices.tolist()),
+                "val": Subset(eval_set, self.val_indices.tolist()),
+                "test": self.dataset_cls(hp.data_dir, train=False, transform=transform(False)),
             }
 
     # -- what a checkpoint must carry to use the model without the training data ------------------------
@@ -284,6 +301,7 @@ class MNISTDataModule(L.LightningDataModule):
             seed=hp.seed,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            augment=BatchAugment.from_config(hp.augment) if train else None,
         )
 
     def train_dataloader(self) -> TensorBatches | DataLoader:

@@ -1,0 +1,108 @@
+"""Training-set augmentation as whole-batch tensor ops on the batch's own device, and its torchvision twin.
+
+One ``BatchAugment`` serves both pipelines: the tensor pipeline calls it on each training batch (no PIL, no
+per-sample Python), the classic pipeline gets the same random ranges as torchvision transforms v2
+(``classic_transforms``). Every parameter is drawn per image:
+
+- ``translate``: a shift of up to that many whole pixels in each direction, the uncovered border black (for the
+  tensor pipeline: a crop from the image padded by that much, as ``RandomCrop(padding=...)`` does);
+- ``degrees`` and ``scale``: a rotation in [-degrees, degrees] and a zoom in [scale[0], scale[1]] about the centre,
+  bilinear (with them, the shift is part of the same affine map, as in ``RandomAffine``);
+- ``flip``: the probability of a left-right mirror (garments, never digits: a mirrored 2 is not a 2).
+
+The draws for a batch come from a generator seeded by (seed, epoch, rank, batch index): the same seed gives the
+same augmented batches, a resumed run continues the same stream, and every epoch differs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class BatchAugment:
+    """Random shift, rotation, zoom and mirror of a batch of images ``(N, C, H, W)`` with a black (0) background."""
+
+    def __init__(self, translate: int = 0, degrees: float = 0.0, scale: Sequence[float] = (1.0, 1.0), flip: float = 0.0) -> None:
+        self.translate, self.degrees, self.flip = int(translate), float(degrees), float(flip)
+        self.scale = (float(scale[0]), float(scale[1]))
+
+    @classmethod
+    def from_config(cls, augment: dict[str, Any] | None) -> BatchAugment | None:
+        """The augmentation an ``augment`` config group describes; None when it changes nothing (``augment=none``)."""
+        options = {k: v for k, v in (augment or {}).items() if k in ("translate", "degrees", "scale", "flip")}
+        made = cls(**options)
+        return made if made.active else None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.translate or self.degrees or self.flip or self.scale != (1.0, 1.0))
+
+    @property
+    def affine(self) -> bool:
+        return bool(self.degrees or self.scale != (1.0, 1.0))
+
+    @staticmethod
+    def generator(device: torch.device, seed: int, epoch: int, rank: int, batch: int) -> torch.Generator:
+        """The batch's own random stream: a pure function of its place in training."""
+        state = np.random.SeedSequence([seed, epoch, rank, batch]).generate_state(1, dtype=np.uint64)[0]
+        return torch.Generator(device=device).manual_seed(int(state))
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        n = images.shape[0]
+        uniform = lambda low, high: torch.rand(n, generator=generator, device=images.device) * (high - low) + low  # noqa: E731
+        shifts = torch.randint(-self.translate, self.translate + 1, (n, 2), generator=generator, device=images.device)
+        mirror = torch.rand(n, generator=generator, device=images.device) < self.flip
+        if self.affine:
+            return self._affine(images, shifts, mirror, uniform(-self.degrees, self.degrees), uniform(*self.scale))
+        if self.translate:
+            images = self._shift(images, shifts)
+        if self.flip:
+            images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
+        return images
+
+    def _shift(self, images: Tensor, shifts: Tensor) -> Tensor:
+        # Each image is cut from its zero-padded copy at its own offset: exact pixel moves, one gather.
+        n, c, h, w = images.shape
+        pad = self.translate
+        padded = F.pad(images, (pad, pad, pad, pad))
+        rows = (pad - shifts[:, 0, None] + torch.arange(h, device=images.device))[:, None, :, None]
+        cols = (pad - shifts[:, 1, None] + torch.arange(w, device=images.device))[:, None, None, :]
+        batch = torch.arange(n, device=images.device)[:, None, None, None]
+        channel = torch.arange(c, device=images.device)[None, :, None, None]
+        return padded[batch, channel, rows, cols]
+
+    def _affine(self, images: Tensor, shifts: Tensor, mirror: Tensor, degrees: Tensor, scale: Tensor) -> Tensor:
+        # affine_grid maps output coordinates to input ones in [-1, 1]: the inverse of the map applied to the image.
+        n, _, h, w = images.shape
+        angle = degrees * (math.pi / 180)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        sign = torch.where(mirror, -1.0, 1.0)
+        tx, ty = -shifts[:, 1] * (2.0 / w), -shifts[:, 0] * (2.0 / h)
+        theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def classic_transforms(self, size: int) -> list[Any]:
+        """The same ranges as torchvision transforms v2 on the padded ``size`` x ``size`` PIL image (the classic
+        pipeline); RandomAffine rounds its shift to whole pixels, as the tensor path draws it."""
+        from torchvision.transforms import InterpolationMode, v2
+
+        steps: list[Any] = []
+        if self.affine:
+            steps.append(v2.RandomAffine(self.degrees, scale=self.scale, interpolation=InterpolationMode.BILINEAR,
+                                         translate=(self.translate / size,) * 2 if self.translate else None))  # fmt: skip
+        elif self.translate:
+            steps.append(v2.RandomCrop(size, padding=self.translate))
+        if self.flip:
+            steps.append(v2.RandomHorizontalFlip(self.flip))
+        return steps
+
+    def __repr__(self) -> str:
+        return f"BatchAugment(translate={self.translate}, degrees={self.degrees}, scale={self.scale}, flip={self.flip})"
