@@ -120,9 +120,11 @@ class TimeToAccuracy(L.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._sync(pl_module)
-        self._start = time.perf_counter()
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        # (Re)starts at an epoch's first batch and after a validation within the epoch (trainer.val_check_interval < 1).
+        if getattr(self, "_start", None) is None:
+            self._sync(pl_module)
+            self._start = time.perf_counter()
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and getattr(self, "_start", None) is not None:
@@ -272,3 +274,37 @@ class TensorBoardImages(L.Callback):
         for tag, fig in figures.items():
             for writer in writers:
                 writer.add_figure(tag, fig, global_step=step, close=False)
+
+
+class FirstLayerFilters(L.Callback):
+    """The first conv layer's filters in TensorBoard: at the start of training and after every ``every_n_epochs``-th
+    epoch, so the step slider shows them form from their random start. Images tab: ``filters/conv1``, the kernels in
+    ``src.visualize``'s layout and colours (one scale, symmetric about zero: white 0, red positive, blue negative);
+    Scalars tab: ``filters/conv1_max_abs``, that scale's limit. Drawn without matplotlib, in a few milliseconds an
+    epoch: on by default because that costs nothing measurable (docs/visualize.md)."""
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if not isinstance(every_n_epochs, int) or isinstance(every_n_epochs, bool) or every_n_epochs < 1:
+            raise ValueError(f"callbacks.first_layer_filters.every_n_epochs={every_n_epochs!r}: must be an integer >= 1")
+        self.every_n_epochs = every_n_epochs
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, LightningTensorBoardLogger)]
+        if not writers:
+            return
+        from src.plots import filter_mosaic
+
+        conv = next(m for m in pl_module.net.features if isinstance(m, torch.nn.Conv2d))
+        image, limit = filter_mosaic(conv.weight)
+        for writer in writers:
+            writer.add_image("filters/conv1", image, global_step=trainer.global_step, dataformats="HWC")
+            writer.add_scalar("filters/conv1_max_abs", limit, global_step=trainer.global_step)
+
+    @rank_zero_only
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, pl_module)
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._log(trainer, pl_module)

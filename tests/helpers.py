@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("DATA_DIR", str(ROOT.parent / "shared" / "datasets"))
@@ -62,3 +68,50 @@ def sweep_jobs(sweep: Path) -> list[Path]:
     """A sweep's job folders (``<job number>_<overrides>``), in job order."""
     return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit()),
                   key=lambda p: int(p.name.split("_")[0]))  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TensorBoardServer:
+    """A real TensorBoard server on 127.0.0.1 for ``logdir``, asked through its HTTP API (``/data/...``) as its web
+    page asks. Use as a context manager; once it has stopped, ``log`` holds what the server wrote on stderr."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir, self.port, self.log = logdir, free_port(), ""
+
+    def __enter__(self) -> TensorBoardServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tensorboard.main", "--logdir", str(self.logdir), "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.log = self.process.communicate(timeout=30)[1]
+
+    def get(self, path: str, body: dict | None = None, raw: bool = False) -> Any:
+        """``/data<path>``: parsed JSON, or the bytes with ``raw``; a ``body`` is POSTed as JSON."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/data{path}", data=data,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as r:
+            content = r.read()
+        return content if raw else json.loads(content)
+
+    def wait_for(self, path: str, ready: Callable[[Any], bool], timeout: float = 60) -> Any:
+        """Ask ``path`` until ``ready(answer)`` (the server starts, then reads the logdir); the last answer."""
+        answer, deadline = None, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                answer = self.get(path)
+            except OSError:  # not listening yet
+                answer = None
+            if answer is not None and ready(answer):
+                break
+            time.sleep(0.5)
+        return answer
