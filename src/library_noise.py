@@ -34,3 +34,9 @@ def silence_library_noise() -> None:
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
         module=r"lightning\.pytorch\.utilities\._pytree",
     )  # fmt: skip
+    # Lightning's SLURM detection warns on every run outside `srun` once SLURM's client is installed (a login node, a
+    # machine that submits jobs): such a run is local on purpose; inside a job step (SLURM_NTASKS set) it never shows.
+    warnings.filterwarnings(
+        "ignore", message=r"The `srun` command is available on your system but is not used",
+        module=r"lightning\.fabric\.plugins\.environments\.slurm",
+    )  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -136,17 +137,45 @@ class ResumableStopCheckpoint(L.Callback):
             return
         trainer.save_checkpoint(self.ckpt_path)
         if trainer.is_global_zero:
-            overrides = [a for a in sys.argv[1:] if not a.startswith(("ckpt_path=", "resume=", "-"))]
+            overrides = [a for a in _command_line_overrides() if not a.startswith(("ckpt_path=", "resume=", "-"))]
             reason = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+            # A SLURM job requeued after this stop resumes from the checkpoint by itself (src.config.resolve_resume).
+            requeued = " (a requeued SLURM job resumes from it by itself)" if "SLURM_JOB_ID" in os.environ else ""
             log.error(
-                "Stopped by %s. A checkpoint to resume from was saved to %s\nResume with:\n  python -m src.train %s",
-                reason, self.ckpt_path, " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
+                "Stopped by %s. A checkpoint to resume from was saved to %s%s\nResume with:\n  python -m src.train %s",
+                reason, self.ckpt_path, requeued, " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
             )  # fmt: skip
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The run finished: a mid-epoch stop checkpoint from before is stale (as OnExceptionCheckpoint's teardown does).
         if trainer.is_global_zero:
             Path(self.ckpt_path).unlink(missing_ok=True)
+
+
+def _command_line_overrides() -> list[str]:
+    """The run's overrides as typed: Hydra's record of them (a sweep job under submitit has the launcher's argv)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    return sys.argv[1:]
+
+
+def slurm_environment() -> SLURMEnvironment | None:
+    """Lightning's SLURM environment without its auto-requeue, inside a SLURM job step (else None: Lightning detects).
+
+    Ranks, world size and the main address still come from SLURM's variables. The requeue is submitit's alone
+    (hydra/launcher=slurm): its signal (USR2, ``signal_delay_s`` before the time limit, and on preemption) requeues
+    the job within ``max_num_timeout``, and the requeued job resumes by src.config.resolve_resume. Lightning's own
+    auto-requeue would answer SIGUSR1 with a second requeue outside that count and an ``hpc_ckpt_<n>.ckpt`` that
+    nothing resumes from (docs/cluster.md has what was seen on a real cluster).
+    """
+    from lightning.pytorch.plugins.environments import TorchElasticEnvironment
+
+    # torchrun inside a SLURM allocation: Lightning gives TorchElastic priority, and so does this
+    if TorchElasticEnvironment.detect() or not SLURMEnvironment.detect():
+        return None
+    return SLURMEnvironment(auto_requeue=False)
 
 
 def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
