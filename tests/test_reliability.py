@@ -113,7 +113,8 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path)
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
 def test_signal_writes_a_resumable_checkpoint(sig, code, tmp_path: Path, data_dir):
     run = tmp_path / "run"
-    proc = start_train("trainer.max_epochs=50", "trainer.limit_train_batches=50", f"hydra.run.dir={run}")
+    # scheduler=none: a schedule made for 50 epochs could not be resumed as a 2-epoch run (a recipe change, refused)
+    proc = start_train("trainer.max_epochs=50", "trainer.limit_train_batches=50", "scheduler=none", f"hydra.run.dir={run}")
     wait_for(run / "checkpoints" / "last.ckpt", proc)
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=120)
@@ -124,9 +125,32 @@ def test_signal_writes_a_resumable_checkpoint(sig, code, tmp_path: Path, data_di
     status = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     assert status.get("status") != "completed"
 
-    result = run_module("src.train", QUIET, "trainer.max_epochs=2", "trainer.limit_train_batches=50",
+    result = run_module("src.train", QUIET, "trainer.max_epochs=2", "trainer.limit_train_batches=50", "scheduler=none",
                         f"ckpt_path={saved}", f"hydra.run.dir={tmp_path / 'resumed'}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_resume_from_a_mid_epoch_stop_matches_an_uninterrupted_run(tmp_path: Path, data_dir):
+    """SIGTERM in the middle of an epoch, then resume from on_exception.ckpt: the resumed run starts at the batch the
+    stop left off (not at the epoch's first again), with the same augmentations, and ends with the same weights."""
+    recipe = ["trainer.max_epochs=2", "trainer.limit_train_batches=150", "trainer.limit_val_batches=2",
+              "trainer.deterministic=true", "seed=3", "augment=shift", "test=false"]  # fmt: skip
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    proc = start_train(*recipe, f"hydra.run.dir={stopped}")
+    wait_for(stopped / "checkpoints" / "last.ckpt", proc)  # epoch 0 is done; epoch 1 runs
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output[-3000:]
+    step = torch.load(stopped / "checkpoints" / "on_exception.ckpt", weights_only=True)["global_step"]
+    assert 150 < step < 300, f"stopped at step {step}, not in the middle of the second epoch"
+
+    result = run_module("src.train", QUIET, *recipe, f"resume={stopped}", f"hydra.run.dir={stopped}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not resumable" not in result.stderr
+    assert run_module("src.train", QUIET, *recipe, f"hydra.run.dir={whole}").returncode == 0
+    wa, wb = final_state(whole), final_state(stopped)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), f"weights differ after a resume from step {step}"
 
 
 def test_sigterm_during_a_sweep_keeps_finished_jobs(tmp_path: Path, data_dir):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,11 @@ class TensorBatches:
     The order comes from a ``DistributedSampler`` over the indices, so each epoch's permutation depends only
     on (seed, epoch), every sample is seen once per epoch, and under DDP each rank takes a disjoint shard
     of the same permutation. Lightning calls ``sampler.set_epoch`` at each epoch start, resume included.
+
+    Resumable mid-epoch: ``batches_done`` tells how many of the epoch's batches the training loop has finished when
+    an epoch's iteration starts (0, or where a mid-epoch checkpoint stopped), and iteration starts after them, so a
+    resumed run sees exactly the batches, and augmentations, an uninterrupted one would. ``state_dict`` makes
+    Lightning treat the loader as resumable and keeps the order's seed, checked on loading.
     """
 
     def __init__(
@@ -130,8 +135,10 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         augment: BatchAugment | None = None,
+        batches_done: Callable[[], int] | None = None,
     ) -> None:
         self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
+        self.batches_done = batches_done
         # x_norm = (x_uint8 / 255 - mean) / std, folded into one multiply and one subtract
         self.scale, self.shift = 1.0 / (255.0 * std), mean / std
         self.sampler = DistributedSampler(
@@ -142,11 +149,20 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(len(self.sampler) / self.batch_size)
 
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.sampler.seed, "epoch": self.sampler.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("seed", self.sampler.seed) != self.sampler.seed:
+            raise ValueError(f"the checkpoint's training order has data.seed={state['seed']}, this run {self.sampler.seed}")
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # One host-to-device copy of the epoch's order; every batch after that is pure device indexing.
         order = torch.tensor(list(self.sampler), dtype=torch.long).to(self.images.device, non_blocking=True)
-        sampler = self.sampler
+        sampler, skip = self.sampler, self.batches_done() if self.batches_done else 0
         for batch, idx in enumerate(order.split(self.batch_size)):
+            if batch < skip:  # trained on before a mid-epoch checkpoint
+                continue
             images = self.images[idx].float()
             if self.augment is not None:
                 # Before normalising: the border an image is shifted away from is black, as MNIST's background.
@@ -302,6 +318,8 @@ class MNISTDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
             augment=BatchAugment.from_config(hp.augment) if train else None,
+            # where Lightning's fit loop stands in the epoch: its own count, which a mid-epoch checkpoint restores
+            batches_done=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if train and trainer else None,
         )
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
