@@ -88,8 +88,9 @@ def by_configuration(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, l
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         if run["status"] == "completed" and "test/acc" in run["metrics"]:
-            label = ", ".join(f"{k}={run['overrides'].get(k, '(default)')}" for k in keys if k != "seed") or "all runs"
-            groups[label].append(run)
+            # A key a run does not override has its default value: naming only the overridden ones keeps labels short
+            label = ", ".join(f"{k}={run['overrides'][k]}" for k in keys if k != "seed" and k in run["overrides"])
+            groups[label or "defaults"].append(run)
     return dict(groups)
 
 
@@ -101,6 +102,25 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+# Overrides that say where or how fast a run goes, not what it learns: a recipe's published result still applies.
+NOT_RECIPE = ("experiment", "seed", "trainer", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
+              "trainer.strategy", "trainer.deterministic", "trainer.enable_progress_bar", "callbacks.progress_bar.refresh_rate",
+              "torch_threads",
+              "reuse_cpu_memory", "data.pipeline", "data.data_dir", "logger", "hydra/launcher")  # fmt: skip
+
+
+def reference_cell(run: dict[str, Any]) -> str:
+    """The published result a run's recipe names, or why it does not apply (the run changed the recipe)."""
+    reference = run["reference"] or {}
+    if "test_acc" not in reference:
+        return ""
+    overrides = run["overrides"]
+    changed = [f"{k}={v}" for k, v in sorted(overrides.items()) if k.lstrip("+~") not in NOT_RECIPE]
+    if changed:
+        return f"not comparable: the recipe is changed ({', '.join(changed)})"
+    return f"{reference['test_acc']} ({reference.get('source', '')})"
+
+
 def configuration_row(label: str, group: list[dict[str, Any]]) -> str:
     """One configuration over its seeds: accuracy mean ± std and range, epochs, fit time, size, the reference."""
     mean, std = mean_std(accuracies_of(group))
@@ -108,8 +128,7 @@ def configuration_row(label: str, group: list[dict[str, Any]]) -> str:
     epochs = sorted({run["epochs"] for run in group if run["epochs"] is not None})
     seconds = [run["fit_seconds"] for run in group if run["fit_seconds"] is not None]
     params = sorted({run["params"] for run in group if run["params"] is not None})
-    reference = group[0]["reference"] or {}
-    published = f"{reference['test_acc']} ({reference.get('source', '')})" if "test_acc" in reference else ""
+    published = reference_cell(group[0])
     cells = [label, len(group), f"{mean:.4f}", f"{std:.4f}", f"{min(accuracies_of(group)):.4f}", f"{val_mean:.4f}",
              "/".join(map(str, epochs)), f"{statistics.mean(seconds):.0f}" if seconds else "",
              "/".join(f"{p:,}" for p in params), published]  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tensorboard.plugins.hparams import api_pb2
 
+from src.report import reference_cell
 from tests.helpers import TINY, TensorBoardServer, hparams_data, read_scalars, run_module, sweep_jobs
 
 
@@ -61,12 +62,25 @@ def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path, data_dir):
 
 
 def test_seeds_are_aggregated_per_configuration(tmp_path: Path, data_dir):
-    result = run_module("src.train", "-m", "seed=1,2", "model.pooling=avg,max", *TINY, f"hydra.sweep.dir={tmp_path}")
+    result = run_module("src.train", "-m", "experiment=lenet5_tanh", "seed=1,2", "model.pooling=avg,max", *TINY,
+                        f"hydra.sweep.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert run_module("src.report", str(tmp_path)).returncode == 0
     md = (tmp_path / "report.md").read_text()
-    section = md.split("## Test accuracy per configuration")[1]
-    assert "| model.pooling=avg | 2 |" in section and "| model.pooling=max | 2 |" in section
+    rows = {line.split(" | ")[0]: line for line in md.split("## Test accuracy per configuration")[1].splitlines()}
+    assert set(rows) >= {"| model.pooling=avg", "| model.pooling=max"}
+    assert rows["| model.pooling=avg"].startswith("| model.pooling=avg | 2 |")
+    # The recipe's published result (LeCun et al.'s 0.9905) is not set beside runs that changed the recipe
+    assert "LeCun" not in md and "not comparable: the recipe is changed (model.pooling=max, trainer.limit_test_batches=2" in md
+
+
+def test_a_recipe_run_as_written_is_set_beside_its_published_result():
+    run = {"reference": {"test_acc": 0.9905, "source": "LeCun et al. (1998)"}}
+    as_written = {"experiment": "lenet5_tanh", "seed": "1", "trainer.accelerator": "gpu", "data.pipeline": "classic"}
+    assert reference_cell({**run, "overrides": as_written}) == "0.9905 (LeCun et al. (1998))"
+    changed = reference_cell({**run, "overrides": {**as_written, "data": "fashion_mnist", "+callbacks.swa._target_": "x"}})
+    assert changed == "not comparable: the recipe is changed (+callbacks.swa._target_=x, data=fashion_mnist)"
+    assert reference_cell({"reference": None, "overrides": {}}) == ""
 
 
 def test_optuna_search_returns_a_best_value(tmp_path: Path, data_dir):
