@@ -178,6 +178,7 @@ def test_a_plain_run_prints_no_warning(tmp_path: Path, data_dir):
     output = result.stderr + result.stdout
     noise = [line for line in output.splitlines() if re.search(r"\.py:\d+: |Warning|warn\(|💡", line)]
     assert not noise, "\n".join(noise)
+    assert "was configured so" not in output  # Lightning's note on a limit or interval set to its own default
     assert "Final metrics: " in result.stderr  # the run's own log still shows
 
 
