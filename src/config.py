@@ -76,6 +76,11 @@ def padded_size(pad: int) -> int:
     return MNIST_SIDE + 2 * pad
 
 
+def network_args(model: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``model`` group as the network is built: for the images its ``data`` group serves (``data.pad``)."""
+    return {**model, "input_size": padded_size(data.get("pad", 2))}
+
+
 def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 

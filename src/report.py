@@ -44,18 +44,19 @@ def load_run(run: Path, root: Path) -> dict[str, Any]:
         "fit_seconds": summary.get("fit_seconds"),
         "history": json.loads(history_path.read_text()) if history_path.is_file() else [],
         "reference": config.get("reference"),
-        "params": parameter_count(config.get("model")),
+        "params": parameter_count(config.get("model"), config.get("data") or {}),
     }
 
 
-def parameter_count(model: dict[str, Any] | None) -> int | None:
-    """The network's size for a run's ``model`` config (None for a config this version cannot build)."""
+def parameter_count(model: dict[str, Any] | None, data: dict[str, Any]) -> int | None:
+    """The network's size for a run's ``model`` and ``data`` config (None for a config this version cannot build)."""
     if not model:
         return None
+    from src.config import network_args
     from src.models import lenet5_from_config
 
     try:
-        return sum(p.numel() for p in lenet5_from_config(model).parameters())
+        return sum(p.numel() for p in lenet5_from_config(network_args(model, data)).parameters())
     except (TypeError, ValueError):
         return None
 

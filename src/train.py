@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.config import CONFIG_DIR, padded_size, resolve_resume, validate
+from src.config import CONFIG_DIR, network_args, resolve_resume, validate
 from src.errors import RunFolderInUse, run_entry_point
 from src.lit_module import LitLeNet5
 from src.reliability import safe_load_checkpoint, slurm_environment
@@ -38,9 +38,8 @@ def plain(node: Any) -> Any:
 def build_model(cfg: DictConfig) -> LitLeNet5:
     """The LightningModule for a composed config (model, optimizer, scheduler, label smoothing), built for the images
     the data group serves: 28x28 digits padded by ``data.pad`` on each side."""
-    model = {**plain(cfg.model), "input_size": padded_size(cfg.data.pad)}
-    return LitLeNet5(model=model, optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler),
-                     label_smoothing=cfg.get("label_smoothing", 0.0))  # fmt: skip
+    return LitLeNet5(model=network_args(plain(cfg.model), plain(cfg.data)), optimizer=plain(cfg.optimizer),
+                     scheduler=plain(cfg.scheduler), label_smoothing=cfg.get("label_smoothing", 0.0))  # fmt: skip
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:

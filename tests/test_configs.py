@@ -7,9 +7,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from src.config import CONFIG_DIR, validate
+from src.report import parameter_count
 from src.train import build
 
 from tests.helpers import TINY, run_module
@@ -68,6 +69,8 @@ def test_experiment_composes(experiment, tmp_path, data_dir):
     validate(cfg)  # every recipe passes the checks a user's command meets
     datamodule, model, trainer = build(cfg)
     params = sum(p.numel() for p in model.net.parameters())
+    # src.report's parameter column counts the network the run built (d2l_bn's unpadded inputs: 44,652, not 61,932)
+    assert parameter_count(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.data)) == params
     if experiment.startswith("best_"):
         assert params <= 70_000, f"{experiment}: {params:,} parameters, not LeNet-5-sized"
     if cfg.get("reference"):

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
+from src.config import padded_size
 from src.data.augment import BatchAugment
 from src.errors import DataIntegrityError, DataNotFoundError
 from src.models.lenet5 import check_choice
@@ -267,7 +268,7 @@ class MNISTDataModule(L.LightningDataModule):
             augment = BatchAugment.from_config(hp.augment)
 
             def transform(train: bool) -> transforms.Compose:
-                extra = augment.classic_transforms(28 + 2 * hp.pad) if train and augment else []
+                extra = augment.classic_transforms(padded_size(hp.pad)) if train and augment else []
                 return transforms.Compose([transforms.Pad(hp.pad), *extra, transforms.ToTensor(),
                                            transforms.Normalize((self.mean,), (self.std,))])  # fmt: skip
 
