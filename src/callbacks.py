@@ -36,7 +36,9 @@ class HParamsSession(L.Callback):
         self.metrics = list(metrics)
         self.types = dict(types or {})
         if bad := {k: v for k, v in self.types.items() if v not in self.TYPES or k not in self.hparams}:
-            raise ValueError(f"HParamsSession types {bad}: each must name a column of hparams and be one of {', '.join(self.TYPES)}")
+            raise ValueError(
+                f"HParamsSession types {bad}: each must name a column of hparams and be one of {', '.join(self.TYPES)}"
+            )
 
     def column_type(self, name: str, value: Any) -> str:
         """The column's TensorBoard data type: declared in ``types``, else that of this run's value."""
@@ -50,14 +52,19 @@ class HParamsSession(L.Callback):
         from tensorboard.compat.proto.summary_pb2 import Summary
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 
-        values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items() if v is not None}
+        values = {
+            k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items() if v is not None
+        }
         experiment = api_pb2.Experiment(
             hparam_infos=[api_pb2.HParamInfo(name=k, type=self.column_type(k, values.get(k))) for k in self.hparams],
             metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in self.metrics],
         )
         config = Summary()
-        config.value.add(tag=metadata.EXPERIMENT_TAG, tensor=metadata.NULL_TENSOR,
-                         metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)))  # fmt: skip
+        config.value.add(
+            tag=metadata.EXPERIMENT_TAG,
+            tensor=metadata.NULL_TENSOR,
+            metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)),
+        )
         for logger in trainer.loggers:
             if isinstance(logger, LightningTensorBoardLogger):
                 writer = logger.experiment._get_file_writer()
@@ -81,7 +88,9 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         if getattr(self, "_graph_logged", False):
             return
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning
+            )
             super().log_graph(model, input_array)
         self._graph_logged = True
 
@@ -96,7 +105,9 @@ class EpochThroughput(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start, self._images = time.perf_counter(), 0
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._images += len(batch[1])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -120,7 +131,9 @@ class TimeToAccuracy(L.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # (Re)starts at an epoch's first batch and after a validation within the epoch (trainer.val_check_interval < 1).
         if getattr(self, "_start", None) is None:
             self._sync(pl_module)
@@ -191,11 +204,18 @@ class LearningCurves(L.Callback):
         # A resumed run keeps the curves of the epochs before the stop. Checkpoints are written after validation,
         # before the epoch's train metrics exist: the epoch being saved goes in with its validation metrics.
         history, trainer, row = list(self.history), self._trainer, getattr(self, "_pending", None)
-        if row is None and trainer is not None and trainer.validating and (not history or history[-1]["epoch"] < trainer.current_epoch):
+        if (
+            row is None
+            and trainer is not None
+            and trainer.validating
+            and (not history or history[-1]["epoch"] < trainer.current_epoch)
+        ):
             row = {"epoch": trainer.current_epoch, "step": trainer.global_step}  # saved at the end of validation
         if row is not None and trainer is not None:
             metrics = trainer.callback_metrics
-            history.append({**row, **{n: float(metrics[k]) for n, k in self.KEYS.items() if k.startswith("val/") and k in metrics}})
+            history.append(
+                {**row, **{n: float(metrics[k]) for n, k in self.KEYS.items() if k.startswith("val/") and k in metrics}}
+            )
         return {"history": history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -239,11 +259,23 @@ class TensorBoardImages(L.Callback):
             writer.add_figure("images/train_samples", fig, global_step=0, close=False)
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._matrix = torch.zeros(pl_module.net.classifier[-1].out_features, pl_module.net.classifier[-1].out_features,
-                                   dtype=torch.long, device=pl_module.device)  # fmt: skip
+        self._matrix = torch.zeros(
+            pl_module.net.classifier[-1].out_features,
+            pl_module.net.classifier[-1].out_features,
+            dtype=torch.long,
+            device=pl_module.device,
+        )
         self._wrong: list[tuple[torch.Tensor, ...]] = []
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         x, y = batch
         logits = outputs["logits"]
         pred = logits.argmax(1)
@@ -285,7 +317,9 @@ class FirstLayerFilters(L.Callback):
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         if not isinstance(every_n_epochs, int) or isinstance(every_n_epochs, bool) or every_n_epochs < 1:
-            raise ValueError(f"callbacks.first_layer_filters.every_n_epochs={every_n_epochs!r}: must be an integer >= 1")
+            raise ValueError(
+                f"callbacks.first_layer_filters.every_n_epochs={every_n_epochs!r}: must be an integer >= 1"
+            )
         self.every_n_epochs = every_n_epochs
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

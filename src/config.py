@@ -57,8 +57,11 @@ def sweep_job_dir(num: int, job_overrides: Iterable[str], sweep_dir: str) -> str
     if sweep_file.is_file():
         given = OmegaConf.select(OmegaConf.load(sweep_file), "hydra.overrides.task", default=[]) or []
         constant = {o.key_or_group for o in parser.parse_overrides(list(given)) if not o.is_sweep_override()}
-    varying = [text for text, o in zip(job_overrides, parser.parse_overrides(list(job_overrides)))
-               if o.key_or_group not in constant]  # fmt: skip
+    varying = [
+        text
+        for text, o in zip(job_overrides, parser.parse_overrides(list(job_overrides)))
+        if o.key_or_group not in constant
+    ]
     name = ",".join(varying).replace("/", "-")
     if len(name.encode()) > MAX_NAME:
         name = name.encode()[:MAX_NAME].decode(errors="ignore") + "..."
@@ -122,12 +125,19 @@ def validate(cfg: DictConfig) -> None:
     check("model.batch_norm", lambda v: isinstance(v, bool), "must be true or false")
     check("model.dropout", lambda v: _is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
     for key in ("model.channels", "model.hidden"):
-        check(key, lambda v: len(v) == 2 and all(_is_int(c) and c > 0 for c in v), "must be two integers > 0, e.g. [6, 16]")
+        check(
+            key,
+            lambda v: len(v) == 2 and all(_is_int(c) and c > 0 for c in v),
+            "must be two integers > 0, e.g. [6, 16]",
+        )
     pad = OmegaConf.select(cfg, "data.pad", default=2)
     side = padded_size(pad) if _is_int(pad) else INPUT_SIZE
     largest = max((k for k in range(1, side + 1) if conv_output_side(k, side) > 0), default=0)
-    check("model.kernel_size", lambda v: _is_int(v) and 0 < v <= largest,
-          f"must be an integer in 1..{largest} (the feature maps of a {side}x{side} input must not vanish)")  # fmt: skip
+    check(
+        "model.kernel_size",
+        lambda v: _is_int(v) and 0 < v <= largest,
+        f"must be an integer in 1..{largest} (the feature maps of a {side}x{side} input must not vanish)",
+    )
     choice("data.dataset", DATASETS)
     choice("data.pipeline", PIPELINES)
     check("data.batch_size", lambda v: _is_int(v) and v > 0, "must be an integer > 0")
@@ -138,18 +148,26 @@ def validate(cfg: DictConfig) -> None:
     check("data.normalize", lambda v: isinstance(v, bool), "must be true or false")
     check("augment.translate", lambda v: _is_int(v) and 0 <= v <= 8, "must be an integer in 0..8 (pixels)")
     check("augment.degrees", lambda v: _is_number(v) and 0 <= v <= 180, "must be a number in [0, 180]")
-    check("augment.scale", lambda v: len(v) == 2 and all(_is_number(z) and z > 0 for z in v) and v[0] <= v[1],
-          "must be two numbers > 0, the smaller first, e.g. [0.9, 1.1]")  # fmt: skip
+    check(
+        "augment.scale",
+        lambda v: len(v) == 2 and all(_is_number(z) and z > 0 for z in v) and v[0] <= v[1],
+        "must be two numbers > 0, the smaller first, e.g. [0.9, 1.1]",
+    )
     check("augment.flip", lambda v: _is_number(v) and 0 <= v <= 1, "must be a probability in [0, 1]")
     flip = OmegaConf.select(cfg, "augment.flip", default=0)
     if OmegaConf.select(cfg, "data.dataset") == "mnist" and _is_number(flip) and flip > 0:
-        errors.append(f"augment.flip={flip!r} with data=mnist: a mirrored digit is another shape (a mirrored 2 is "
-                      f"not a 2); use augment=shift or augment=affine for digits, or augment.flip=0")  # fmt: skip
+        errors.append(
+            f"augment.flip={flip!r} with data=mnist: a mirrored digit is another shape (a mirrored 2 is "
+            f"not a 2); use augment=shift or augment=affine for digits, or augment.flip=0"
+        )
     check("optimizer.lr", lambda v: _is_number(v) and v > 0, "must be a number > 0")
     check("optimizer.momentum", lambda v: _is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
     check("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "must be a number >= 0")
-    check("optimizer.betas", lambda v: len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
-          "must be two numbers in [0, 1)")  # fmt: skip
+    check(
+        "optimizer.betas",
+        lambda v: len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
+        "must be two numbers in [0, 1)",
+    )
     check("trainer.max_epochs", lambda v: _is_int(v) and v >= 0, "must be an integer >= 0")
     check("trainer.gradient_clip_val", lambda v: v is None or (_is_number(v) and v > 0), "must be null or a number > 0")
     if (problem := _accelerator_problem(OmegaConf.select(cfg, "trainer.accelerator"))) is not None:
@@ -181,10 +199,14 @@ def _accelerator_problem(value: Any) -> str | None:
     has_cuda, has_mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     fix = "use trainer.accelerator=auto (the GPU when there is one, else the CPU) or trainer.accelerator=cpu"
     if value == "cuda" and not has_cuda or value == "gpu" and not (has_cuda or has_mps):
-        return f"trainer.accelerator={value!r}: this machine has no CUDA GPU (torch.cuda.is_available() is False); {fix}"
+        return (
+            f"trainer.accelerator={value!r}: this machine has no CUDA GPU (torch.cuda.is_available() is False); {fix}"
+        )
     if value == "mps" and not has_mps:
         return f"trainer.accelerator={value!r}: this machine has no Apple MPS GPU; {fix}"
     return None
+
+
 SCHEDULER_OPTIONS = ("interval", "monitor")  # read by the LightningModule, not passed to the scheduler
 
 
@@ -256,7 +278,9 @@ def _resume_checkpoint(cfg: DictConfig, run: Path) -> Path:
     """``resume=<run folder>``: its newest checkpoint, once the recipe is checked against the one it was trained with."""
     candidates = _checkpoints(run)
     if not candidates:
-        raise ConfigError(f"resume={str(run)!r}: no checkpoints/last.ckpt or checkpoints/on_exception.ckpt in that folder")
+        raise ConfigError(
+            f"resume={str(run)!r}: no checkpoints/last.ckpt or checkpoints/on_exception.ckpt in that folder"
+        )
     # The recipe is read from the checkpoint itself: the run folder's .hydra/config.yaml has already been rewritten
     # by Hydra when this run continues in that same folder (hydra.run.dir=<it>).
     saved = _checkpoint_recipe(candidates[0])
@@ -264,7 +288,8 @@ def _resume_checkpoint(cfg: DictConfig, run: Path) -> Path:
         f"{key}: run had {OmegaConf.select(saved, key)!r}, now {OmegaConf.select(cfg, key)!r}"
         for key in _leaf_keys(saved, RECIPE_KEYS)
         # where the data lives is not the recipe; the input size follows from data.pad, compared on its own
-        if key not in ("data.data_dir", "model.input_size") and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key)
+        if key not in ("data.data_dir", "model.input_size")
+        and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key)
     ]
     if differ:
         raise ConfigError(

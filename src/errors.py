@@ -40,7 +40,9 @@ class TrainingDiverged(UserError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig, on_error: Callable[[Exception], None] | None = None) -> Any:
+def run_entry_point(
+    task: Callable[[DictConfig], Any], cfg: DictConfig, on_error: Callable[[Exception], None] | None = None
+) -> Any:
     """Run an entry point's task. A ``UserError`` becomes its message alone and exit status 2 in a single run; in a
     sweep it is re-raised, so Hydra records the job as failed and runs the others. ``on_error`` sees any error first."""
     from hydra.core.hydra_config import HydraConfig

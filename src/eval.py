@@ -35,8 +35,15 @@ class CollectPredictions(L.Callback):
         self.targets: list[Tensor] = []
         self.wrong_images: list[Tensor] = []
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         x, y = batch
         pred = outputs["logits"].argmax(dim=1)
         self.preds.append(pred.cpu())
@@ -49,7 +56,9 @@ class CollectPredictions(L.Callback):
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
-    ckpt_path = require(cfg, "ckpt_path", "python -m src.eval ckpt_path=outputs/runs/<date>/<time>/checkpoints/last.ckpt")
+    ckpt_path = require(
+        cfg, "ckpt_path", "python -m src.eval ckpt_path=outputs/runs/<date>/<time>/checkpoints/last.ckpt"
+    )
     loaded = load_checkpoint(ckpt_path)
     # The test images are padded and normalised as in training, with the checkpoint's own statistics.
     datamodule = instantiate(cfg.data, pad=loaded.data.pad)
@@ -58,9 +67,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     collector = CollectPredictions()
     trainer = instantiate(
-        cfg.trainer, logger=False, callbacks=[collector],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+        cfg.trainer,
+        logger=False,
+        callbacks=[collector],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     metrics = trainer.test(loaded.module, datamodule=datamodule, verbose=False)[0]
     preds, targets, wrong = collector.results()
 
@@ -74,11 +87,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ]
     out = Path(cfg.paths.output_dir)
     summary = {
-        "ckpt_path": str(loaded.path), "dataset": loaded.data.dataset, "epoch": loaded.epoch,
-        "test/acc": float(metrics["test/acc"]), "test/loss": float(metrics["test/loss"]),
-        "correct": int(correct.sum()), "total": int(totals.sum()),
-        "per_class": per_class, "confusion_matrix": confusion.tolist(),
-    }  # fmt: skip
+        "ckpt_path": str(loaded.path),
+        "dataset": loaded.data.dataset,
+        "epoch": loaded.epoch,
+        "test/acc": float(metrics["test/acc"]),
+        "test/loss": float(metrics["test/loss"]),
+        "correct": int(correct.sum()),
+        "total": int(totals.sum()),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     save(confusion_matrix_figure(confusion, classes), out / "confusion_matrix.png")
     wrong_true, wrong_pred = targets[preds != targets], preds[preds != targets]
@@ -99,7 +117,9 @@ def format_report(summary: dict[str, Any], classes: list[str]) -> str:
         "",
         f"{'class':<{width}}  {'correct':>7}  {'total':>6}  {'accuracy':>8}",
     ]
-    lines += [f"{r['class']:<{width}}  {r['correct']:>7,}  {r['total']:>6,}  {r['acc']:>8.4f}" for r in summary["per_class"]]
+    lines += [
+        f"{r['class']:<{width}}  {r['correct']:>7,}  {r['total']:>6,}  {r['acc']:>8.4f}" for r in summary["per_class"]
+    ]
     return "\n".join(lines)
 
 

@@ -31,8 +31,9 @@ FORMATS = {"onnx": "lenet5.onnx", "torchscript": "lenet5.pt"}
 CHECK_BATCHES = (1, 7)  # besides one batch of all check images: proves the batch dimension is free
 
 
-def export_onnx(net: nn.Module, example: Tensor, path: Path, opset: int,
-                metadata: dict[str, str]) -> Callable[[Tensor], Tensor]:  # fmt: skip
+def export_onnx(
+    net: nn.Module, example: Tensor, path: Path, opset: int, metadata: dict[str, str]
+) -> Callable[[Tensor], Tensor]:
     """Write ``path`` with a dynamic batch dimension; return a function running it in onnxruntime."""
     try:
         import onnx
@@ -46,10 +47,15 @@ def export_onnx(net: nn.Module, example: Tensor, path: Path, opset: int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            net, (example,), str(path), dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["logits"],
+            net,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )  # fmt: skip
+        )
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     for key, value in metadata.items():
@@ -59,7 +65,9 @@ def export_onnx(net: nn.Module, example: Tensor, path: Path, opset: int,
     return lambda x: torch.from_numpy(session.run(["logits"], {"input": x.numpy()})[0])
 
 
-def export_torchscript(net: nn.Module, example: Tensor, path: Path, metadata: dict[str, str]) -> Callable[[Tensor], Tensor]:
+def export_torchscript(
+    net: nn.Module, example: Tensor, path: Path, metadata: dict[str, str]
+) -> Callable[[Tensor], Tensor]:
     """Write ``path`` (traced TorchScript, batch size free); return a function running the reloaded file."""
     # Tracing records the forward pass (no control flow in LeNet-5); torch marks torch.jit as deprecated in favour
     # of torch.export, but a .pt TorchScript file is still what C++ (libtorch) and mobile runtimes load.
@@ -92,8 +100,11 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
     images, _ = load_test_split(cfg.paths.data_dir, data, int(cfg.check_images))
     out = Path(cfg.paths.output_dir)
     path = out / FORMATS[cfg.format]
-    preprocessing = {**data.as_dict(), "input": f"(batch, {in_channels}, {side}, {side}) float32: (pixels/255 - mean)/std, "
-                     f"28x28 images padded by pad", "output": "logits (softmax for probabilities)"}  # fmt: skip
+    preprocessing = {
+        **data.as_dict(),
+        "input": f"(batch, {in_channels}, {side}, {side}) float32: (pixels/255 - mean)/std, 28x28 images padded by pad",
+        "output": "logits (softmax for probabilities)",
+    }
     (out / "lenet5.json").write_text(json.dumps(preprocessing, indent=2))
     metadata = {"preprocessing.json": json.dumps(preprocessing)}
     if cfg.format == "onnx":
@@ -114,14 +125,25 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
         agree = float((got.argmax(1) == expected.argmax(1)).float().mean())
     print(f"Exported {cfg.format} to {path} (input (batch, {in_channels}, {side}, {side}), dynamic batch)")
     tolerance = f"{cfg.atol:g} + {cfg.rtol:g} x |logit|"
-    print(f"Check on {len(images):,} real {data.dataset} test images (batches of {', '.join(map(str, CHECK_BATCHES))} "
-          f"and {len(images):,}): max abs difference vs PyTorch = {max_diff:.3g} on logits up to {largest:.1f} "
-          f"(tolerance {tolerance}): {'passed' if passed else 'FAILED'}; same predicted class for {agree:.2%}")  # fmt: skip
+    print(
+        f"Check on {len(images):,} real {data.dataset} test images (batches of {', '.join(map(str, CHECK_BATCHES))} "
+        f"and {len(images):,}): max abs difference vs PyTorch = {max_diff:.3g} on logits up to {largest:.1f} "
+        f"(tolerance {tolerance}): {'passed' if passed else 'FAILED'}; same predicted class for {agree:.2%}"
+    )
     if not passed:
-        raise ExportCheckError(f"the exported {cfg.format} model differs from PyTorch by up to {max_diff:.3g}, more than "
-                               f"{tolerance}; it was written to {path} but should not be used")  # fmt: skip
-    result = {"format": cfg.format, "path": str(path), "max_abs_diff": max_diff, "max_abs_logit": largest,
-              "atol": cfg.atol, "rtol": cfg.rtol, "images": len(images)}  # fmt: skip
+        raise ExportCheckError(
+            f"the exported {cfg.format} model differs from PyTorch by up to {max_diff:.3g}, more than "
+            f"{tolerance}; it was written to {path} but should not be used"
+        )
+    result = {
+        "format": cfg.format,
+        "path": str(path),
+        "max_abs_diff": max_diff,
+        "max_abs_logit": largest,
+        "atol": cfg.atol,
+        "rtol": cfg.rtol,
+        "images": len(images),
+    }
     (out / "export_check.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -31,12 +31,15 @@ def silence_library_noise() -> None:
     # torch 2.14 deprecated constructing its pytree LeafSpec, which Lightning 2.6's own _pytree copy still does on
     # every fit; nothing a user can change.
     warnings.filterwarnings(
-        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
         module=r"lightning\.pytorch\.utilities\._pytree",
-    )  # fmt: skip
+    )
     # Lightning's SLURM detection warns on every run outside `srun` once SLURM's client is installed (a login node, a
     # machine that submits jobs): such a run is local on purpose; inside a job step (SLURM_NTASKS set) it never shows.
     warnings.filterwarnings(
-        "ignore", message=r"The `srun` command is available on your system but is not used",
+        "ignore",
+        message=r"The `srun` command is available on your system but is not used",
         module=r"lightning\.fabric\.plugins\.environments\.slurm",
-    )  # fmt: skip
+    )

@@ -37,7 +37,9 @@ class LitLeNet5(L.LightningModule):
         self.save_hyperparameters()
         self.net = lenet5_from_config(model)
         num_classes = self.net.classifier[-1].out_features
-        self.example_input_array = torch.zeros(1, self.net.features[0].in_channels, self.net.input_size, self.net.input_size)
+        self.example_input_array = torch.zeros(
+            1, self.net.features[0].in_channels, self.net.input_size, self.net.input_size
+        )
         if model.get("compile"):
             self.net.compile()  # in place: state_dict keys stay those of the plain model
         # Metrics accumulate on the device and are read once per epoch: no per-step host sync.

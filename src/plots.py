@@ -53,8 +53,15 @@ def confusion_matrix_figure(matrix: torch.Tensor, classes: Sequence[str]) -> Fig
     for i in range(k):
         for j in range(k):
             if count := int(matrix[i, j]):
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if rates[i, j] > 0.5 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if rates[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), classes, fontsize=8)
     ax.set_xlabel("predicted")
@@ -68,8 +75,12 @@ def learning_curves(history: list[dict[str, Any]]) -> Figure:
     """Loss and accuracy per epoch, train and validation, like d2l's Animator at the end of training."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [h["epoch"] + 1 for h in history]
-    for key, ax, label in [("train/loss", ax_loss, "train loss"), ("val/loss", ax_loss, "val loss"),
-                           ("train/acc", ax_acc, "train acc"), ("val/acc", ax_acc, "val acc")]:  # fmt: skip
+    for key, ax, label in [
+        ("train/loss", ax_loss, "train loss"),
+        ("val/loss", ax_loss, "val loss"),
+        ("train/acc", ax_acc, "train acc"),
+        ("val/acc", ax_acc, "val acc"),
+    ]:
         points = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
         if points:
             ax.plot(*zip(*points), marker="o", label=label)

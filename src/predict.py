@@ -19,8 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import CONFIG_DIR
-from src.errors import ConfigError
-from src.errors import run_entry_point
+from src.errors import ConfigError, run_entry_point
 from src.inference import list_images, load_checkpoint, prepare_image, require
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,9 @@ log = logging.getLogger(__name__)
 
 def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     ckpt_path = require(cfg, "ckpt_path", "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg]")
-    inputs = require(cfg, "inputs", "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg] (or inputs=<folder>)")
+    inputs = require(
+        cfg, "inputs", "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg] (or inputs=<folder>)"
+    )
     inputs = OmegaConf.to_container(inputs) if OmegaConf.is_config(inputs) else inputs
     top_k, max_pixels = cfg.top_k, cfg.max_pixels
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:

@@ -87,7 +87,9 @@ class DivergenceGuard(L.Callback):
         self.check_every_n_steps = check_every_n_steps
         self._first_bad: torch.Tensor | None = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
@@ -112,7 +114,11 @@ class DivergenceGuard(L.Callback):
             return
         lr = pl_module.hparams.get("optimizer", {}).get("lr")
         last = Path(trainer.checkpoint_callback.dirpath or "", "last.ckpt") if trainer.checkpoint_callback else None
-        kept = f"The last good checkpoint is kept: {last}." if last and last.is_file() else "No checkpoint had been written yet."
+        kept = (
+            f"The last good checkpoint is kept: {last}."
+            if last and last.is_file()
+            else "No checkpoint had been written yet."
+        )
         raise TrainingDiverged(
             f"Training diverged: train/loss became NaN or infinite at step {step} (epoch {trainer.current_epoch}). "
             f"{kept} Try a lower learning rate (optimizer.lr={lr} now), gradient clipping "
@@ -143,8 +149,11 @@ class ResumableStopCheckpoint(L.Callback):
             requeued = " (a requeued SLURM job resumes from it by itself)" if "SLURM_JOB_ID" in os.environ else ""
             log.error(
                 "Stopped by %s. A checkpoint to resume from was saved to %s%s\nResume with:\n  python -m src.train %s",
-                reason, self.ckpt_path, requeued, " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
-            )  # fmt: skip
+                reason,
+                self.ckpt_path,
+                requeued,
+                " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
+            )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The run finished: a mid-epoch stop checkpoint from before is stale (as OnExceptionCheckpoint's teardown does).
@@ -191,7 +200,9 @@ def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc):  # garbage bytes, not an object the weights-only unpickler refused
-            raise CheckpointError(f"ckpt_path={str(path)!r} is not a readable checkpoint (not a file torch.save wrote)") from None
+            raise CheckpointError(
+                f"ckpt_path={str(path)!r} is not a readable checkpoint (not a file torch.save wrote)"
+            ) from None
         raise CheckpointError(
             f"ckpt_path={str(path)!r} was refused: it holds Python objects other than tensors and plain containers, "
             f"and loading those could run code. Only checkpoints written by this project load ({exc.__class__.__name__})."

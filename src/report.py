@@ -32,7 +32,11 @@ def load_run(run: Path, root: Path) -> dict[str, Any]:
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {}
     summary_path = run / "metrics.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": "failed", "error": "no metrics.json (killed?)"}
+    summary = (
+        json.loads(summary_path.read_text())
+        if summary_path.is_file()
+        else {"status": "failed", "error": "no metrics.json (killed?)"}
+    )
     history_path = run / "history.json"
     return {
         "run": str(run.relative_to(root)) if run != root else ".",
@@ -104,10 +108,24 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 # Overrides that say where or how fast a run goes, not what it learns: a recipe's published result still applies.
-NOT_RECIPE = ("experiment", "seed", "trainer", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
-              "trainer.strategy", "trainer.deterministic", "trainer.enable_progress_bar", "callbacks.progress_bar.refresh_rate",
-              "torch_threads",
-              "reuse_cpu_memory", "data.pipeline", "data.data_dir", "logger", "hydra/launcher")  # fmt: skip
+NOT_RECIPE = (
+    "experiment",
+    "seed",
+    "trainer",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.deterministic",
+    "trainer.enable_progress_bar",
+    "callbacks.progress_bar.refresh_rate",
+    "torch_threads",
+    "reuse_cpu_memory",
+    "data.pipeline",
+    "data.data_dir",
+    "logger",
+    "hydra/launcher",
+)
 
 
 def reference_cell(run: dict[str, Any]) -> str:
@@ -130,9 +148,18 @@ def configuration_row(label: str, group: list[dict[str, Any]]) -> str:
     seconds = [run["fit_seconds"] for run in group if run["fit_seconds"] is not None]
     params = sorted({run["params"] for run in group if run["params"] is not None})
     published = reference_cell(group[0])
-    cells = [label, len(group), f"{mean:.4f}", f"{std:.4f}", f"{min(accuracies_of(group)):.4f}", f"{val_mean:.4f}",
-             "/".join(map(str, epochs)), f"{statistics.mean(seconds):.0f}" if seconds else "",
-             "/".join(f"{p:,}" for p in params), published]  # fmt: skip
+    cells = [
+        label,
+        len(group),
+        f"{mean:.4f}",
+        f"{std:.4f}",
+        f"{min(accuracies_of(group)):.4f}",
+        f"{val_mean:.4f}",
+        "/".join(map(str, epochs)),
+        f"{statistics.mean(seconds):.0f}" if seconds else "",
+        "/".join(f"{p:,}" for p in params),
+        published,
+    ]
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -154,14 +181,25 @@ def write_report(folder: Path) -> dict[str, Any]:
         writer.writerows(rows)
 
     groups = by_configuration(runs, keys)
-    lines = [f"# Sweep report: {folder}", "", f"{len(runs)} runs, {sum(r['status'] != 'completed' for r in runs)} failed; "
-             f"swept: {', '.join(keys) or 'nothing'}. Sorted by val/acc_best.", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]  # fmt: skip
+    lines = [
+        f"# Sweep report: {folder}",
+        "",
+        f"{len(runs)} runs, {sum(r['status'] != 'completed' for r in runs)} failed; "
+        f"swept: {', '.join(keys) or 'nothing'}. Sorted by val/acc_best.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     lines += ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows]
     if groups:
-        lines += ["", "## Test accuracy per configuration (mean ± std over seeds)", "",
-                  "| configuration | runs | test/acc mean | std | min | val/acc_best mean | epochs | fit s (mean) | "
-                  "parameters | published |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Test accuracy per configuration (mean ± std over seeds)",
+            "",
+            "| configuration | runs | test/acc mean | std | min | val/acc_best mean | epochs | fit s (mean) | "
+            "parameters | published |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for label, group in sorted(groups.items(), key=lambda kv: -statistics.mean(accuracies_of(kv[1]))):
             lines.append(configuration_row(label, group))
     (folder / "report.md").write_text("\n".join(lines) + "\n")
@@ -178,7 +216,11 @@ def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list
     for run in runs:
         points = [(h["epoch"] + 1, h["val/acc"]) for h in run["history"] if "val/acc" in h]
         if points:
-            ax.plot(*zip(*points), marker="o", label=f"{run['run']} " + " ".join(f"{k}={v}" for k, v in run["overrides"].items()))
+            ax.plot(
+                *zip(*points),
+                marker="o",
+                label=f"{run['run']} " + " ".join(f"{k}={v}" for k, v in run["overrides"].items()),
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)

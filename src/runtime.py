@@ -34,7 +34,9 @@ def reuse_freed_memory() -> bool:
         return False
     # mallopt returns 1 on success; setting the mmap threshold also stops glibc from moving it (and the trim
     # threshold) by itself.
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
 
 
 def configure_runtime(cfg: DictConfig) -> None:

@@ -32,8 +32,9 @@ def layer_rows(net: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, 
     # Forward hooks see the real output of each call, so the shapes are measured, not derived.
     hooks = [
         m.register_forward_hook(
-            lambda mod, _inp, out: rows.append((leaves[mod], type(mod).__name__, tuple(out.shape[1:]),
-                                                sum(p.numel() for p in mod.parameters())))  # fmt: skip
+            lambda mod, _inp, out: rows.append(
+                (leaves[mod], type(mod).__name__, tuple(out.shape[1:]), sum(p.numel() for p in mod.parameters()))
+            )
         )
         for m in leaves
     ]
@@ -57,8 +58,13 @@ def format_table(net: nn.Module, input_shape: tuple[int, ...], title: str) -> st
     size_mb = sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20
     lines = [title, rule, header, rule, f"{'(input)':<{name_w}}  {shape(input_shape):>12}  {'-':>9}"]
     lines += [f"{f'{n} ({t})':<{name_w}}  {shape(s):>12}  {p:>9,}" for n, t, s, p in rows]
-    lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-              f"Non-trainable params: {total - trainable:,}", f"Params size: {size_mb:.2f} MB"]  # fmt: skip
+    lines += [
+        rule,
+        f"Total params: {total:,}",
+        f"Trainable params: {trainable:,}",
+        f"Non-trainable params: {total - trainable:,}",
+        f"Params size: {size_mb:.2f} MB",
+    ]
     return "\n".join(lines)
 
 

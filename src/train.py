@@ -38,8 +38,12 @@ def plain(node: Any) -> Any:
 def build_model(cfg: DictConfig) -> LitLeNet5:
     """The LightningModule for a composed config (model, optimizer, scheduler, label smoothing), built for the images
     the data group serves: 28x28 digits padded by ``data.pad`` on each side."""
-    return LitLeNet5(model=network_args(plain(cfg.model), plain(cfg.data)), optimizer=plain(cfg.optimizer),
-                     scheduler=plain(cfg.scheduler), label_smoothing=cfg.get("label_smoothing", 0.0))  # fmt: skip
+    return LitLeNet5(
+        model=network_args(plain(cfg.model), plain(cfg.data)),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler),
+        label_smoothing=cfg.get("label_smoothing", 0.0),
+    )
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:
@@ -90,8 +94,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     # fit_seconds: the wall time of this process's fit (training, validation, checkpoints), for src.report
-    summary = {"status": "completed", "metrics": metrics, "best_checkpoint": best, "epochs": trainer.current_epoch,
-               "fit_seconds": round(fit_seconds, 2)}  # fmt: skip
+    summary = {
+        "status": "completed",
+        "metrics": metrics,
+        "best_checkpoint": best,
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(fit_seconds, 2),
+    }
     if trainer.strategy.root_device.type == "cuda":
         summary["peak_gpu_mb"] = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**20
     if trainer.is_global_zero:

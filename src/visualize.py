@@ -68,7 +68,9 @@ def read_settings(cfg: DictConfig) -> Settings:
     if not all((isinstance(c, str) and c.strip()) or _is_int(c) for c in classes):
         errors.append(f"classes={classes!r}: must be class names (or indices), e.g. classes=[Pullover,Coat]")
     if classes and inputs:
-        errors.append(f"classes={classes!r} and inputs={inputs!r}: give one of them (test images of those classes, or your images)")
+        errors.append(
+            f"classes={classes!r} and inputs={inputs!r}: give one of them (test images of those classes, or your images)"
+        )
     if not _is_int(images) or images < 1:
         errors.append(f"images={images!r}: must be an integer >= 1 (test images per class)")
     if not _is_int(max_pixels) or max_pixels < 1:
@@ -76,7 +78,9 @@ def read_settings(cfg: DictConfig) -> Settings:
     if not isinstance(tensorboard, bool):
         errors.append(f"tensorboard={tensorboard!r}: must be true or false")
     if samples is not None and (not _is_int(samples) or samples < 0):
-        errors.append(f"embedding.samples={samples!r}: must be null (the whole test set), 0 (no embedding) or an integer > 0")
+        errors.append(
+            f"embedding.samples={samples!r}: must be null (the whole test set), 0 (no embedding) or an integer > 0"
+        )
     if not _is_int(seed):
         errors.append(f"embedding.seed={seed!r}: must be an integer")
     if errors:
@@ -143,7 +147,10 @@ def run_network(net: nn.Module, x: Tensor, watch: Sequence[nn.Module] = ()) -> t
     penultimate features (the input of the last layer, ``net.classifier[-1]``), all read by hooks on the real call."""
     outputs: dict[int, Tensor] = {}
     penultimate: list[Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _in, out, k=k: outputs.__setitem__(k, out.detach())) for k, m in enumerate(watch)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _in, out, k=k: outputs.__setitem__(k, out.detach()))
+        for k, m in enumerate(watch)
+    ]
     hooks.append(net.classifier[-1].register_forward_pre_hook(lambda _m, args: penultimate.append(args[0].detach())))
     try:
         net.eval()
@@ -189,7 +196,9 @@ class Chosen:
     true: list[int | None]
 
 
-def choose_test_images(test_x: Tensor, test_y: Tensor, class_indices: list[int], per_class: int, classes: list[str]) -> Chosen:
+def choose_test_images(
+    test_x: Tensor, test_y: Tensor, class_indices: list[int], per_class: int, classes: list[str]
+) -> Chosen:
     picked = first_of_each_class(test_y, class_indices, per_class)
     width = max(2, len(str(len(picked) - 1)))
     names = [f"{n:0{width}d}_{slug(classes[int(test_y[i])])}_test{i}" for n, i in enumerate(picked)]
@@ -219,7 +228,11 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
         from src.data.datamodule import IDX_LAYOUT
 
         test_x, test_y = load_test_split(cfg.paths.data_dir, data, IDX_LAYOUT["t10k-labels-idx1-ubyte"][1])
-    chosen = choose_inputs(paths, prepared) if paths else choose_test_images(test_x, test_y, class_indices, settings.images, classes)
+    chosen = (
+        choose_inputs(paths, prepared)
+        if paths
+        else choose_test_images(test_x, test_y, class_indices, settings.images, classes)
+    )
 
     out = Path(cfg.paths.output_dir)
     writer = None
@@ -250,25 +263,43 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
         title = f"{chosen.sources[n]}: {shown}predicted {classes[pred]} ({p:.0%})"
         figure = feature_maps_figure(chosen.x[n, 0], title, [(s, m[n]) for (s, _), m in zip(stages, maps)], scales)
         emit(figure, f"feature_maps/{name}", out / "feature_maps" / f"{name}.png")
-        rows.append({"picture": f"feature_maps/{name}.png", "source": chosen.sources[n],
-                     "true": classes[true] if true is not None else "", "predicted": classes[pred], "probability": p})  # fmt: skip
+        rows.append(
+            {
+                "picture": f"feature_maps/{name}.png",
+                "source": chosen.sources[n],
+                "true": classes[true] if true is not None else "",
+                "predicted": classes[pred],
+                "probability": p,
+            }
+        )
     with open(out / "images.csv", "w", newline="") as f:
         csv_writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         csv_writer.writeheader()
         csv_writer.writerows(rows)
 
-    summary: dict[str, Any] = {"ckpt_path": str(loaded.path), "dataset": data.dataset, "images": len(rows),
-                               "stages": [s for s, _ in stages], "filters": [n for n, _ in conv_layers(net)]}  # fmt: skip
+    summary: dict[str, Any] = {
+        "ckpt_path": str(loaded.path),
+        "dataset": data.dataset,
+        "images": len(rows),
+        "stages": [s for s, _ in stages],
+        "filters": [n for n, _ in conv_layers(net)],
+    }
     print(f"Checkpoint: {loaded.path} (trained on {data.dataset}, epoch {loaded.epoch})")
     for name, conv in conv_layers(net):
-        print(f"  filters_{name}.png: {name}'s {conv.out_channels} filters of {'x'.join(map(str, conv.weight.shape[1:]))}")
-    print(f"  feature_maps/: {len(rows)} image(s), maps after " + ", ".join(
-        f"{s} ({'x'.join(map(str, m.shape[1:]))})" for (s, _), m in zip(stages, maps)))  # fmt: skip
+        print(
+            f"  filters_{name}.png: {name}'s {conv.out_channels} filters of {'x'.join(map(str, conv.weight.shape[1:]))}"
+        )
+    print(
+        f"  feature_maps/: {len(rows)} image(s), maps after "
+        + ", ".join(f"{s} ({'x'.join(map(str, m.shape[1:]))})" for (s, _), m in zip(stages, maps))
+    )
     if embed:
         summary["embedding"] = write_embedding(writer, net, test_x, test_y, data, settings)
         e = summary["embedding"]
-        print(f"  Projector: {e['points']:,} test images x {e['dimensions']} features of the penultimate layer, "
-              f"{e['misclassified']:,} misclassified (accuracy {e['accuracy']:.4f})")  # fmt: skip
+        print(
+            f"  Projector: {e['points']:,} test images x {e['dimensions']} features of the penultimate layer, "
+            f"{e['misclassified']:,} misclassified (accuracy {e['accuracy']:.4f})"
+        )
     if writer is not None:
         writer.close()
         tabs = " and ".join(tab for tab, shown in (("Images", settings.tensorboard), ("Projector", embed)) if shown)
@@ -277,7 +308,9 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def write_embedding(writer: Any, net: nn.Module, test_x: Tensor, test_y: Tensor, data: DataStats, settings: Settings) -> dict[str, Any]:
+def write_embedding(
+    writer: Any, net: nn.Module, test_x: Tensor, test_y: Tensor, data: DataStats, settings: Settings
+) -> dict[str, Any]:
     """The penultimate layer's features of the chosen test images, for TensorBoard's Projector, with each image as
     its sprite and its true class, predicted class, correctness and test index as metadata."""
     indices = embedding_indices(len(test_y), settings.embedding_samples, settings.embedding_seed)
@@ -288,13 +321,25 @@ def write_embedding(writer: Any, net: nn.Module, test_x: Tensor, test_y: Tensor,
         predicted.append(logits.argmax(dim=1))
     features_t, predicted_t, true_t = torch.cat(features), torch.cat(predicted), test_y[indices]
     classes = data.classes
-    metadata = [[classes[t], classes[p], "yes" if t == p else "no", i]
-                for t, p, i in zip(true_t.tolist(), predicted_t.tolist(), indices.tolist())]  # fmt: skip
-    writer.add_embedding(features_t, metadata=metadata, label_img=as_stored(test_x[indices], data),
-                         global_step=0, tag=EMBEDDING_TAG, metadata_header=METADATA_HEADER)  # fmt: skip
+    metadata = [
+        [classes[t], classes[p], "yes" if t == p else "no", i]
+        for t, p, i in zip(true_t.tolist(), predicted_t.tolist(), indices.tolist())
+    ]
+    writer.add_embedding(
+        features_t,
+        metadata=metadata,
+        label_img=as_stored(test_x[indices], data),
+        global_step=0,
+        tag=EMBEDDING_TAG,
+        metadata_header=METADATA_HEADER,
+    )
     wrong = int((predicted_t != true_t).sum())
-    return {"points": len(indices), "dimensions": features_t.shape[1], "misclassified": wrong,
-            "accuracy": 1.0 - wrong / len(indices)}  # fmt: skip
+    return {
+        "points": len(indices),
+        "dimensions": features_t.shape[1],
+        "misclassified": wrong,
+        "accuracy": 1.0 - wrong / len(indices),
+    }
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="visualize")

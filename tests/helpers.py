@@ -66,8 +66,10 @@ def hparams_data(acc, field: str):
 
 def sweep_jobs(sweep: Path) -> list[Path]:
     """A sweep's job folders (``<job number>_<overrides>``), in job order."""
-    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit()),
-                  key=lambda p: int(p.name.split("_")[0]))  # fmt: skip
+    return sorted(
+        (p for p in sweep.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit()),
+        key=lambda p: int(p.name.split("_")[0]),
+    )
 
 
 def free_port() -> int:
@@ -85,9 +87,22 @@ class TensorBoardServer:
 
     def __enter__(self) -> TensorBoardServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(self.logdir), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                "--logdir",
+                str(self.logdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -97,8 +112,9 @@ class TensorBoardServer:
     def get(self, path: str, body: dict | None = None, raw: bool = False) -> Any:
         """``/data<path>``: parsed JSON, or the bytes with ``raw``; a ``body`` is POSTed as JSON."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/data{path}", data=data,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/data{path}", data=data, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as r:
             content = r.read()
         return content if raw else json.loads(content)

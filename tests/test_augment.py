@@ -22,13 +22,23 @@ def digits(data_dir) -> MNISTDataModule:
 
 def loader(dm: MNISTDataModule, augment: dict | None, seed: int = 1, epoch: int = 0) -> TensorBatches:
     images, labels = dm._splits["train"]
-    batches = TensorBatches(images[:2048], labels[:2048], 256, dm.mean, dm.std, shuffle=True, seed=seed,
-                            augment=BatchAugment.from_config(augment))  # fmt: skip
+    batches = TensorBatches(
+        images[:2048],
+        labels[:2048],
+        256,
+        dm.mean,
+        dm.std,
+        shuffle=True,
+        seed=seed,
+        augment=BatchAugment.from_config(augment),
+    )
     batches.sampler.set_epoch(epoch)
     return batches
 
 
-def epoch_batches(dm: MNISTDataModule, augment: dict | None, seed: int = 1, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def epoch_batches(
+    dm: MNISTDataModule, augment: dict | None, seed: int = 1, epoch: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = zip(*loader(dm, augment, seed, epoch))
     return torch.cat(xs), torch.cat(ys)
 
@@ -45,7 +55,10 @@ def test_seeded_per_epoch_and_labels_untouched(augment: dict, digits: MNISTDataM
     # Another epoch or seed draws other augmentations of the same images: compare image by image, in one order.
     images = digits._splits["train"][0][:256].float()
     augment_fn = BatchAugment.from_config(augment)
-    draws = [augment_fn(images, BatchAugment.generator(images.device, seed, epoch, 0, 0)) for seed, epoch in ((1, 0), (1, 1), (2, 0))]
+    draws = [
+        augment_fn(images, BatchAugment.generator(images.device, seed, epoch, 0, 0))
+        for seed, epoch in ((1, 0), (1, 1), (2, 0))
+    ]
     assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
 
 
@@ -57,7 +70,12 @@ def test_shift_moves_whole_pixels_within_the_range(digits: MNISTDataModule):
     assert torch.equal(out.sum((1, 2, 3)), images.sum((1, 2, 3)))
     seen = set()
     for original, shifted in zip(images, out):
-        offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if torch.equal(original.roll((dy, dx), (1, 2)), shifted)]
+        offsets = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(original.roll((dy, dx), (1, 2)), shifted)
+        ]
         assert offsets, "an augmented image is not a whole-pixel shift of its original"
         seen.update(offsets)
     assert seen == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}

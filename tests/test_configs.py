@@ -12,7 +12,6 @@ from omegaconf import OmegaConf, open_dict
 from src.config import CONFIG_DIR, validate
 from src.report import parameter_count
 from src.train import build
-
 from tests.helpers import TINY, run_module
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONFIG_DIR.iterdir() if g.is_dir()}
@@ -32,16 +31,28 @@ def test_groups_are_the_documented_ones():
     assert GROUPS["scheduler"] == ["cosine", "none", "onecycle", "plateau", "step"]
     assert {"mnist", "fashion_mnist"} <= set(GROUPS["data"])
     assert {"tensorboard", "csv"} <= set(GROUPS["logger"])
-    assert {"default", "d2l_sigmoid", "d2l_bn", "lenet5_tanh", "modern", "fast_mnist", "best_mnist",
-            "best_fashion"} <= set(GROUPS["experiment"])  # fmt: skip
+    assert {
+        "default",
+        "d2l_sigmoid",
+        "d2l_bn",
+        "lenet5_tanh",
+        "modern",
+        "fast_mnist",
+        "best_mnist",
+        "best_fashion",
+    } <= set(GROUPS["experiment"])
     assert GROUPS["augment"] == ["affine", "crop_flip", "none", "shift"]
 
 
 @pytest.mark.parametrize(
     "override",
-    [f"{group}={option}" for group in ("data", "augment", "model", "optimizer", "trainer", "logger", "callbacks")
-     for option in GROUPS[group] if not (group == "trainer" and option in ("gpu", "ddp"))],
-)  # fmt: skip
+    [
+        f"{group}={option}"
+        for group in ("data", "augment", "model", "optimizer", "trainer", "logger", "callbacks")
+        for option in GROUPS[group]
+        if not (group == "trainer" and option in ("gpu", "ddp"))
+    ],
+)
 def test_group_option_instantiates(override, tmp_path, data_dir):
     cfg = compose_run([override], tmp_path)
     datamodule, model, trainer = build(cfg)
@@ -82,7 +93,9 @@ def test_experiment_composes(experiment, tmp_path, data_dir):
         assert cfg.optimizer.lr == 0.9 and cfg.data.batch_size == 256 and cfg.trainer.max_epochs == 10
         assert cfg.model.init == "xavier" and cfg.model.pooling == "avg" and cfg.data.pad == 2
         assert cfg.data.normalize is False and datamodule.hparams.normalize is False  # d2l feeds raw [0, 1] pixels
-    if experiment == "d2l_bn":  # d2l's BatchNorm LeNet: unpadded 28x28 inputs, 16x4x4 = 256 features into the classifier
+    if (
+        experiment == "d2l_bn"
+    ):  # d2l's BatchNorm LeNet: unpadded 28x28 inputs, 16x4x4 = 256 features into the classifier
         assert cfg.model.batch_norm and cfg.optimizer.lr == 1.0 and cfg.data.pad == 0 and not cfg.data.normalize
         assert model.net.input_size == 28 and model.net.classifier[0].in_features == 256
 

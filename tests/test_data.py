@@ -6,8 +6,18 @@ import torch
 from src.data import DataNotFoundError, MNISTDataModule, TensorBatches
 from src.data.datamodule import RAW_FILES
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 @pytest.fixture(scope="module", params=["mnist", "fashion_mnist"])
@@ -116,7 +126,9 @@ def test_ddp_ranks_draw_disjoint_shards_of_one_permutation():
     ids = torch.arange(1000)
     shards = []
     for rank in range(2):
-        loader = TensorBatches(ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 64, 0.0, 1.0, True, seed=3, rank=rank, world_size=2)
+        loader = TensorBatches(
+            ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 64, 0.0, 1.0, True, seed=3, rank=rank, world_size=2
+        )
         loader.sampler.set_epoch(4)
         shards.append(torch.cat([y for _, y in loader]))
     assert len(shards[0]) == len(shards[1]) == 500

@@ -32,8 +32,13 @@ MIN_AGREEMENT = 0.90
 def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
     """ONE checkpoint for the whole file: one full epoch of real MNIST (the fast recipe: ~98% test accuracy)."""
     run = tmp_path_factory.mktemp("train")
-    result = run_module("src.train", "experiment=fast_mnist", "trainer.max_epochs=1",
-                        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        "experiment=fast_mnist",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.run.dir={run}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run / "metrics.json").read_text())
     return {"run": run, "ckpt": Path(summary["best_checkpoint"]), "test_acc": summary["metrics"]["test/acc"]}
@@ -135,8 +140,10 @@ def test_predict_agrees_with_the_model_on_real_digits_in_any_form(trained: dict,
     top = [float(first[f"top{k}_prob"]) for k in (1, 2, 3)]
     assert top == sorted(top, reverse=True) and 0 < sum(top) <= 1 + 1e-6
 
-    print(f"\nprediction agreement with the model on the original tensors ({N_DIGITS} MNIST test digits, "
-          f"model accuracy on them {(reference == labels).float().mean():.2%}):")  # fmt: skip
+    print(
+        f"\nprediction agreement with the model on the original tensors ({N_DIGITS} MNIST test digits, "
+        f"model accuracy on them {(reference == labels).float().mean():.2%}):"
+    )
     agreements = {}
     for form, paths in forms.items():
         predicted = torch.tensor([int(rows[p.name]["index"]) for p in paths])
@@ -162,11 +169,14 @@ def test_drawings_on_a_transparent_background_are_read(tmp_path: Path, data_dir:
 
 def tiny_png_claiming(width: int, height: int) -> bytes:
     """A valid 8-bit grayscale PNG header claiming ``width`` x ``height`` pixels, with almost no data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("side", [8_000, 100_000])  # over our 40 MP limit; over PIL's own bomb limit too
@@ -205,8 +215,10 @@ def test_export_matches_pytorch_on_real_test_images(fmt: str, trained: dict, tmp
             diffs.append(float((got - expected).abs().max()))
             # float32 defaults: |got - expected| <= 1e-5 + 1.3e-6 * |expected|, element by element
             torch.testing.assert_close(got, expected)
-    print(f"\n{fmt}: max abs difference vs PyTorch: {reported.group(1)} (src.export's check, logits up to "
-          f"{reported.group(2)}), {max(diffs):.3g} (this test, {len(images)} other test images)")  # fmt: skip
+    print(
+        f"\n{fmt}: max abs difference vs PyTorch: {reported.group(1)} (src.export's check, logits up to "
+        f"{reported.group(2)}), {max(diffs):.3g} (this test, {len(images)} other test images)"
+    )
     assert json.loads((tmp_path / "lenet5.json").read_text())["classes"] == loaded.data.classes
 
 

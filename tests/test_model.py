@@ -34,8 +34,10 @@ def test_rgb_and_class_count():
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
 
 
-@pytest.mark.parametrize("key,kwargs", [("activation", {"activation": "swish"}), ("pooling", {"pooling": "l2"}),
-                                         ("init", {"init": "orthogonal"})])
+@pytest.mark.parametrize(
+    "key,kwargs",
+    [("activation", {"activation": "swish"}), ("pooling", {"pooling": "l2"}), ("init", {"init": "orthogonal"})],
+)
 def test_unknown_choice_lists_valid_ones(key, kwargs):
     with pytest.raises(ValueError) as err:
         LeNet5(**kwargs)
@@ -65,7 +67,10 @@ def test_xavier_init_changes_weights_not_biases():
         # conv and hidden linear layers lose their bias (the norm's shift replaces it) and gain 2 per channel
         ({"batch_norm": True}, 61_706 - (6 + 16 + 120 + 84) + 2 * (6 + 16 + 120 + 84)),
         ({"dropout": 0.3}, 61_706),
-        ({"channels": [16, 32], "hidden": [64, 64]}, (25 * 16 + 16) + (16 * 25 * 32 + 32) + (800 * 64 + 64) + (64 * 64 + 64) + (64 * 10 + 10)),
+        (
+            {"channels": [16, 32], "hidden": [64, 64]},
+            (25 * 16 + 16) + (16 * 25 * 32 + 32) + (800 * 64 + 64) + (64 * 64 + 64) + (64 * 10 + 10),
+        ),
         ({"kernel_size": 3}, (9 * 6 + 6) + (6 * 9 * 16 + 16) + (16 * 6 * 6 * 120 + 120) + (120 * 84 + 84) + 850),
     ],
     ids=["classic", "batch_norm", "dropout", "sizes", "kernel_size"],
@@ -87,9 +92,26 @@ def test_model_options_build_train_a_step_and_count_their_parameters(options, pa
 def test_batch_norm_and_dropout_sit_where_d2l_puts_them():
     net = LeNet5(batch_norm=True, dropout=0.5, activation="sigmoid")
     kinds = [type(m).__name__ for m in [*net.features, *net.classifier]]
-    assert kinds == ["Conv2d", "BatchNorm2d", "Sigmoid", "MaxPool2d", "Conv2d", "BatchNorm2d", "Sigmoid", "MaxPool2d",
-                     "Flatten", "Linear", "BatchNorm1d", "Sigmoid", "Dropout", "Linear", "BatchNorm1d", "Sigmoid",
-                     "Dropout", "Linear"]  # fmt: skip
+    assert kinds == [
+        "Conv2d",
+        "BatchNorm2d",
+        "Sigmoid",
+        "MaxPool2d",
+        "Conv2d",
+        "BatchNorm2d",
+        "Sigmoid",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "BatchNorm1d",
+        "Sigmoid",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "Sigmoid",
+        "Dropout",
+        "Linear",
+    ]
     x = torch.randn(4, 1, 32, 32)
     net.eval()
     assert torch.equal(net(x), net(x))  # dropout only while training

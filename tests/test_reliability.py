@@ -34,16 +34,24 @@ def start_train(*overrides: str) -> subprocess.Popen:
         # raises KeyboardInterrupt: give the run the default handling a terminal's Ctrl-C would meet.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    return subprocess.Popen([sys.executable, "-m", "src.train", *overrides, QUIET], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=default_sigint)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.train", *overrides, QUIET],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"process ended ({proc.returncode}) before {path} appeared:\n{proc.stdout.read()[-3000:]}")
+            raise AssertionError(
+                f"process ended ({proc.returncode}) before {path} appeared:\n{proc.stdout.read()[-3000:]}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"{path} did not appear within {timeout} s")
@@ -57,7 +65,13 @@ def final_state(run: Path) -> dict[str, torch.Tensor]:
 # -- 1. resume after SIGKILL: the same run as one never interrupted -----------------------------------------
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path, data_dir):
     # augment=affine: the resumed run also continues the same stream of augmented batches
-    recipe = ["trainer.max_epochs=3", "trainer.limit_train_batches=60", "trainer.deterministic=true", "seed=7", "augment=affine"]
+    recipe = [
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=60",
+        "trainer.deterministic=true",
+        "seed=7",
+        "augment=affine",
+    ]
     whole, killed, resumed = tmp_path / "whole", tmp_path / "killed", tmp_path / "resumed"
 
     proc = start_train(*recipe, f"hydra.run.dir={killed}")
@@ -90,7 +104,11 @@ def test_resume_refuses_a_different_recipe(where: str, tmp_path: Path, data_dir)
     folder = tmp_path / "again" if where == "new folder" else run
     result = run_module("src.train", *TINY, "optimizer=adam", "seed=7", f"resume={run}", f"hydra.run.dir={folder}")
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "recipe differs" in result.stderr and "optimizer._target_" in result.stderr and "seed: run had 42" in result.stderr
+    assert (
+        "recipe differs" in result.stderr
+        and "optimizer._target_" in result.stderr
+        and "seed: run had 42" in result.stderr
+    )
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"  # the finished run's record stays
 
 
@@ -114,7 +132,9 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path)
 def test_signal_writes_a_resumable_checkpoint(sig, code, tmp_path: Path, data_dir):
     run = tmp_path / "run"
     # scheduler=none: a schedule made for 50 epochs could not be resumed as a 2-epoch run (a recipe change, refused)
-    proc = start_train("trainer.max_epochs=50", "trainer.limit_train_batches=50", "scheduler=none", f"hydra.run.dir={run}")
+    proc = start_train(
+        "trainer.max_epochs=50", "trainer.limit_train_batches=50", "scheduler=none", f"hydra.run.dir={run}"
+    )
     wait_for(run / "checkpoints" / "last.ckpt", proc)
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=120)
@@ -125,16 +145,30 @@ def test_signal_writes_a_resumable_checkpoint(sig, code, tmp_path: Path, data_di
     status = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     assert status.get("status") != "completed"
 
-    result = run_module("src.train", QUIET, "trainer.max_epochs=2", "trainer.limit_train_batches=50", "scheduler=none",
-                        f"ckpt_path={saved}", f"hydra.run.dir={tmp_path / 'resumed'}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        QUIET,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=50",
+        "scheduler=none",
+        f"ckpt_path={saved}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_resume_from_a_mid_epoch_stop_matches_an_uninterrupted_run(tmp_path: Path, data_dir):
     """SIGTERM in the middle of an epoch, then resume from on_exception.ckpt: the resumed run starts at the batch the
     stop left off (not at the epoch's first again), with the same augmentations, and ends with the same weights."""
-    recipe = ["trainer.max_epochs=2", "trainer.limit_train_batches=150", "trainer.limit_val_batches=2",
-              "trainer.deterministic=true", "seed=3", "augment=shift", "test=false"]  # fmt: skip
+    recipe = [
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=150",
+        "trainer.limit_val_batches=2",
+        "trainer.deterministic=true",
+        "seed=3",
+        "augment=shift",
+        "test=false",
+    ]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     proc = start_train(*recipe, f"hydra.run.dir={stopped}")
     wait_for(stopped / "checkpoints" / "last.ckpt", proc)  # epoch 0 is done; epoch 1 runs
@@ -154,8 +188,14 @@ def test_resume_from_a_mid_epoch_stop_matches_an_uninterrupted_run(tmp_path: Pat
 
 
 def test_sigterm_during_a_sweep_keeps_finished_jobs(tmp_path: Path, data_dir):
-    proc = start_train("-m", "trainer.max_epochs=1,50", "trainer.limit_train_batches=30", "trainer.limit_val_batches=2",
-                       "trainer.limit_test_batches=2", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    proc = start_train(
+        "-m",
+        "trainer.max_epochs=1,50",
+        "trainer.limit_train_batches=30",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     first, second = tmp_path / "0_trainer.max_epochs=1", tmp_path / "1_trainer.max_epochs=50"
     wait_for(second / "checkpoints" / "last.ckpt", proc)
     proc.send_signal(signal.SIGTERM)
@@ -173,8 +213,12 @@ def test_kill_during_saving_never_leaves_a_broken_last_ckpt(tmp_path: Path, data
     for attempt in range(6):
         run = tmp_path / str(attempt)
         # a checkpoint after every step: most of the run's time is spent saving
-        proc = start_train("trainer.max_epochs=5", "trainer.limit_train_batches=200",
-                           "+callbacks.model_checkpoint.every_n_train_steps=1", f"hydra.run.dir={run}")  # fmt: skip
+        proc = start_train(
+            "trainer.max_epochs=5",
+            "trainer.limit_train_batches=200",
+            "+callbacks.model_checkpoint.every_n_train_steps=1",
+            f"hydra.run.dir={run}",
+        )
         wait_for(run / "checkpoints" / "last.ckpt", proc)
         time.sleep(rng.uniform(0.0, 1.0))
         proc.send_signal(signal.SIGKILL)
@@ -192,8 +236,15 @@ def test_last_ckpt_holds_the_latest_epoch_even_without_a_new_best(tmp_path: Path
     every epoch since the best. Here last.ckpt is each epoch's own, and the best checkpoint stays the best."""
     run = tmp_path / "run"
     # a learning rate too small to change a single prediction: epochs 1 and 2 are no new best
-    result = run_module("src.train", *TINY, "trainer.max_epochs=3", "optimizer.lr=1e-12", "scheduler=none",
-                        "test=false", f"hydra.run.dir={run}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        *TINY,
+        "trainer.max_epochs=3",
+        "optimizer.lr=1e-12",
+        "scheduler=none",
+        "test=false",
+        f"hydra.run.dir={run}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 9)  # 3 epochs of 3 batches
@@ -248,7 +299,9 @@ def test_bad_value_stops_before_download_or_writing(override, tmp_path: Path):
     assert "Invalid config" in result.stderr and override.split("=")[0] in result.stderr
     assert "Traceback" not in result.stderr
     assert not empty_data.exists()
-    assert not (tmp_path / "run" / "checkpoints").exists() and not list((tmp_path / "run").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "run" / "checkpoints").exists() and not list(
+        (tmp_path / "run").glob("events.out.tfevents.*")
+    )
 
 
 # -- 5. data integrity --------------------------------------------------------------------------------------------
@@ -304,8 +357,16 @@ def test_corrupted_file_stops_the_run_with_a_message(data_copy: Path, tmp_path: 
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path: Path, data_dir):
     # Epoch 0 trains normally and checkpoints; from epoch 1 on the learning rate is absurd (x 1e12).
     run = tmp_path / "run"
-    result = run_module("src.train", QUIET, "trainer.max_epochs=3", "trainer.limit_train_batches=30",
-                        "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1e12", f"hydra.run.dir={run}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        QUIET,
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=30",
+        "scheduler=step",
+        "scheduler.step_size=1",
+        "scheduler.gamma=1e12",
+        f"hydra.run.dir={run}",
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Training diverged" in result.stderr and "at step " in result.stderr and "optimizer.lr" in result.stderr
     assert "Traceback" not in result.stderr

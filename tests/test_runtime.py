@@ -25,7 +25,9 @@ with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
 configure_runtime(cfg)
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 """
-REALLOCATE = SETUP + """
+REALLOCATE = (
+    SETUP
+    + """
 def step():  # 8 MiB blocks, written in full and freed, as a step's activations are
     blocks = [torch.ones(2 * 2**20) for _ in range(9)]
 for _ in range(3):
@@ -35,7 +37,10 @@ for _ in range(3):
     step()
 print(json.dumps(faults() - before))
 """
-MMAPPED_MIB = SETUP + """
+)
+MMAPPED_MIB = (
+    SETUP
+    + """
 import ctypes
 class MallInfo2(ctypes.Structure):  # glibc >= 2.33, mallinfo(3)
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -46,7 +51,10 @@ before = libc.mallinfo2().hblkhd  # bytes malloc holds in separately mmapped blo
 block = torch.ones(6 * 2**20)  # 24 MiB
 print(json.dumps((libc.mallinfo2().hblkhd - before) / 2**20))
 """
-TRAINING_STEPS = SETUP + """
+)
+TRAINING_STEPS = (
+    SETUP
+    + """
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from src.data import MNISTDataModule
@@ -68,13 +76,15 @@ for i, (x, y) in enumerate(dm.train_dataloader()):
         break
 print(json.dumps(statistics.median(per_step[10:])))
 """
+)
 
 
 def run_script(script: str, reuse: bool) -> float:
     """Run one of the scripts above in a fresh process; return the number it prints."""
     overrides = [f"reuse_cpu_memory={str(reuse).lower()}", f"paths.data_dir={DATA_DIR}"]
-    result = subprocess.run([sys.executable, "-c", script, *overrides], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script, *overrides], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -33,8 +33,14 @@ USERS_LOCK = Path("/run/lenet5-test-slurm.users")
 STARTED_BY_TESTS = Path("/run/slurm/started-by-tests")
 
 # The test cluster's one node: no GPUs, 2 cores; 1 core per job, so that two jobs run side by side.
-LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
-            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "torch_threads=1"]  # fmt: skip
+LAUNCHER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=2",
+    "torch_threads=1",
+]
 QUIET = "callbacks.progress_bar.refresh_rate=0"
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING"}
 
@@ -142,7 +148,9 @@ def finish(proc: subprocess.Popen, sweep: Path, timeout: float = 400) -> str:
         proc.kill()
         for job in job_ids(sweep):
             command("scancel", job)
-        raise AssertionError(f"the sweep did not finish within {timeout} s:\n{Path(f'{sweep}.log').read_text()[-3000:]}")
+        raise AssertionError(
+            f"the sweep did not finish within {timeout} s:\n{Path(f'{sweep}.log').read_text()[-3000:]}"
+        ) from None
     return Path(f"{sweep}.log").read_text()
 
 
@@ -207,8 +215,14 @@ def test_a_failing_job_is_marked_failed_and_the_others_finish(grid):
 
 
 # -- 2. preemption and requeue: the requeued job continues from its own checkpoint -----------------------------------
-RECIPE = ["trainer.max_epochs=3", "trainer.limit_train_batches=40", "trainer.limit_val_batches=2",
-          "trainer.limit_test_batches=2", "trainer.deterministic=true", "trainer.log_every_n_steps=5"]  # fmt: skip
+RECIPE = [
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=40",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.deterministic=true",
+    "trainer.log_every_n_steps=5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +262,9 @@ def test_preempted_job_is_requeued_and_resumes_to_the_same_weights(requeued):
     assert states(requeued["rows"], f"{array}_0") == ["COMPLETED"], requeued["rows"]
     log = job_log(sweep, f"{array}_1")
     # submitit's handler took the signal and requeued; the requeued run resumed from the epoch-end checkpoint
-    assert "Caught signal SIGUSR2" in log and "this job is preempted" in log and f"Requeued job {array}" in log, log[-3000:]
+    assert "Caught signal SIGUSR2" in log and "this job is preempted" in log and f"Requeued job {array}" in log, log[
+        -3000:
+    ]
     assert f"Resuming from {preempted}/checkpoints/last.ckpt: SLURM requeued this job (SLURM_RESTART_COUNT=1)" in log
     # one requeue mechanism: Lightning's auto-requeue is off, so no hpc checkpoint and no second requeue
     assert "SLURM auto-requeueing enabled" not in log and not list(preempted.rglob("hpc_ckpt_*.ckpt"))
@@ -287,7 +303,9 @@ def test_job_requeued_by_scontrol_resumes_from_its_stop_checkpoint(requeued):
     log = job_log(sweep, f"{array}_2")
     assert "Stopped by SIGTERM" in log and "a requeued SLURM job resumes from it by itself" in log, log[-3000:]
     assert f"Resuming from {job}/checkpoints/on_exception.ckpt: SLURM requeued this job (SLURM_RESTART_COUNT=1)" in log
-    assert not (job / "checkpoints" / "on_exception.ckpt").exists()  # the finished run removed its stale stop checkpoint
+    assert not (
+        job / "checkpoints" / "on_exception.ckpt"
+    ).exists()  # the finished run removed its stale stop checkpoint
     b = final(job)
     assert (b["epoch"], b["global_step"]) == (2, 120)
     assert [r["epoch"] for r in json.loads((job / "history.json").read_text())] == [0, 1, 2]

@@ -17,8 +17,15 @@ from tests.helpers import TINY, TensorBoardServer, hparams_data, read_scalars, r
 def grid_sweep(tmp_path_factory, data_dir) -> Path:
     """A 2x2 grid over activation x optimizer, with a third axis value that is invalid for one job."""
     sweep = tmp_path_factory.mktemp("grid")
-    result = run_module("src.train", "-m", "model.activation=relu,tanh", "optimizer=sgd,adam", *TINY, "trainer.log_every_n_steps=1",
-                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        "-m",
+        "model.activation=relu,tanh",
+        "optimizer=sgd,adam",
+        *TINY,
+        "trainer.log_every_n_steps=1",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return sweep
 
@@ -26,8 +33,11 @@ def grid_sweep(tmp_path_factory, data_dir) -> Path:
 def test_grid_sweep_writes_one_folder_per_job(grid_sweep: Path):
     folders = sweep_jobs(grid_sweep)
     assert [p.name for p in folders] == [
-        "0_model.activation=relu,optimizer=sgd", "1_model.activation=relu,optimizer=adam",
-        "2_model.activation=tanh,optimizer=sgd", "3_model.activation=tanh,optimizer=adam"]  # fmt: skip
+        "0_model.activation=relu,optimizer=sgd",
+        "1_model.activation=relu,optimizer=adam",
+        "2_model.activation=tanh,optimizer=sgd",
+        "3_model.activation=tanh,optimizer=adam",
+    ]
     for job in folders:
         assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "learning_curves.png").is_file()
@@ -41,7 +51,11 @@ def test_report_on_a_grid(grid_sweep: Path):
     assert len(rows) == 4
     assert {"model.activation", "optimizer"} <= set(rows[0])
     assert {(r["model.activation"], r["optimizer"]) for r in rows} == {
-        ("relu", "sgd"), ("relu", "adam"), ("tanh", "sgd"), ("tanh", "adam")}  # fmt: skip
+        ("relu", "sgd"),
+        ("relu", "adam"),
+        ("tanh", "sgd"),
+        ("tanh", "adam"),
+    }
     accs = [float(r["val/acc_best"]) for r in rows]
     assert accs == sorted(accs, reverse=True)
     md = (grid_sweep / "report.md").read_text()
@@ -62,8 +76,15 @@ def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path, data_dir):
 
 
 def test_seeds_are_aggregated_per_configuration(tmp_path: Path, data_dir):
-    result = run_module("src.train", "-m", "experiment=lenet5_tanh", "seed=1,2", "model.pooling=avg,max", *TINY,
-                        f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        "-m",
+        "experiment=lenet5_tanh",
+        "seed=1,2",
+        "model.pooling=avg,max",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert run_module("src.report", str(tmp_path)).returncode == 0
     md = (tmp_path / "report.md").read_text()
@@ -71,21 +92,27 @@ def test_seeds_are_aggregated_per_configuration(tmp_path: Path, data_dir):
     assert set(rows) >= {"| model.pooling=avg", "| model.pooling=max"}
     assert rows["| model.pooling=avg"].startswith("| model.pooling=avg | 2 |")
     # The recipe's published result (LeCun et al.'s 0.9905) is not set beside runs that changed the recipe
-    assert "LeCun" not in md and "not comparable: the recipe is changed (model.pooling=max, trainer.limit_test_batches=2" in md
+    assert (
+        "LeCun" not in md
+        and "not comparable: the recipe is changed (model.pooling=max, trainer.limit_test_batches=2" in md
+    )
 
 
 def test_a_recipe_run_as_written_is_set_beside_its_published_result():
     run = {"reference": {"test_acc": 0.9905, "source": "LeCun et al. (1998)"}}
     as_written = {"experiment": "lenet5_tanh", "seed": "1", "trainer.accelerator": "gpu", "data.pipeline": "classic"}
     assert reference_cell({**run, "overrides": as_written}) == "0.9905 (LeCun et al. (1998))"
-    changed = reference_cell({**run, "overrides": {**as_written, "data": "fashion_mnist", "+callbacks.swa._target_": "x"}})
+    changed = reference_cell(
+        {**run, "overrides": {**as_written, "data": "fashion_mnist", "+callbacks.swa._target_": "x"}}
+    )
     assert changed == "not comparable: the recipe is changed (+callbacks.swa._target_=x, data=fashion_mnist)"
     assert reference_cell({"reference": None, "overrides": {}}) == ""
 
 
 def test_optuna_search_returns_a_best_value(tmp_path: Path, data_dir):
-    result = run_module("src.train", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY,
-                        f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    result = run_module(
+        "src.train", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     best = (tmp_path / "optimization_results.yaml").read_text()
     assert "best_value:" in best and "best_params:" in best
@@ -97,8 +124,16 @@ def test_launchers_run_every_job_in_the_sweeps_one_folder(launcher: str, tmp_pat
     """Workers in other processes (joblib's, submitit's) write into the folder the launching process named: with
     the default sweep folder (its name ends in the launcher's process id), not one folder per worker."""
     settings = {"joblib": ["hydra.launcher.n_jobs=2"], "submitit_local": ["hydra.launcher.timeout_min=10"]}[launcher]
-    result = run_module("src.train", "-m", f"hydra/launcher={launcher}", *settings, "torch_threads=1",
-                        "model.activation=relu,tanh", *TINY, f"paths.log_dir={tmp_path}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        "-m",
+        f"hydra/launcher={launcher}",
+        *settings,
+        "torch_threads=1",
+        "model.activation=relu,tanh",
+        *TINY,
+        f"paths.log_dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     sweeps = list(tmp_path.glob("multirun/*/*"))
     assert len(sweeps) == 1, sweeps
@@ -110,25 +145,47 @@ def test_launchers_run_every_job_in_the_sweeps_one_folder(launcher: str, tmp_pat
 def test_tensorboard_events_hold_hparams_images_and_scalars(grid_sweep: Path):
     acc = read_scalars(sweep_jobs(grid_sweep)[0])
     scalars = set(acc.Tags()["scalars"])
-    assert {"train/loss", "val/acc", "val/acc_best", "test/acc", "test/loss", "time/epoch_s", "time/images_per_s"} <= scalars
+    assert {
+        "train/loss",
+        "val/acc",
+        "val/acc_best",
+        "test/acc",
+        "test/loss",
+        "time/epoch_s",
+        "time/images_per_s",
+    } <= scalars
     assert any(tag.startswith("lr-") for tag in scalars)
-    assert {"images/train_samples", "images/confusion_matrix", "images/worst_misclassified"} <= set(acc.Tags()["images"])
+    assert {"images/train_samples", "images/confusion_matrix", "images/worst_misclassified"} <= set(
+        acc.Tags()["images"]
+    )
     assert acc.Tags()["graph"]
     experiment = hparams_data(acc, "experiment")
     assert {"val/acc_best", "test/acc", "test/loss"} <= {m.name.tag for m in experiment.metric_infos}
-    assert {"model.activation", "model.pooling", "optimizer", "optimizer.lr", "scheduler", "data.batch_size", "data",
-            "seed"} <= {h.name for h in experiment.hparam_infos}  # fmt: skip
+    assert {
+        "model.activation",
+        "model.pooling",
+        "optimizer",
+        "optimizer.lr",
+        "scheduler",
+        "data.batch_size",
+        "data",
+        "seed",
+    } <= {h.name for h in experiment.hparam_infos}
 
 
 def test_every_run_declares_the_same_hparams_columns(grid_sweep: Path):
     """Whichever run TensorBoard takes the columns from, they are the same: an Adam run, which has no Nesterov flag,
     still declares optimizer.nesterov a boolean."""
-    declared = {job.name: {h.name: h.type for h in hparams_data(read_scalars(job), "experiment").hparam_infos}
-                for job in sweep_jobs(grid_sweep)}  # fmt: skip
+    declared = {
+        job.name: {h.name: h.type for h in hparams_data(read_scalars(job), "experiment").hparam_infos}
+        for job in sweep_jobs(grid_sweep)
+    }
     first, *others = declared.values()
     assert all(columns == first for columns in others), declared
     adam = declared["1_model.activation=relu,optimizer=adam"]
-    assert adam["optimizer.nesterov"] == api_pb2.DATA_TYPE_BOOL and adam["optimizer.momentum"] == api_pb2.DATA_TYPE_FLOAT64
+    assert (
+        adam["optimizer.nesterov"] == api_pb2.DATA_TYPE_BOOL and adam["optimizer.momentum"] == api_pb2.DATA_TYPE_FLOAT64
+    )
     assert adam["optimizer.betas"] == api_pb2.DATA_TYPE_STRING and adam["experiment"] == api_pb2.DATA_TYPE_STRING
 
 
@@ -140,22 +197,45 @@ def test_tensorboard_server_names_the_runs_by_their_overrides(grid_sweep: Path):
     with TensorBoardServer(grid_sweep) as server:
         get = server.get
         tags = server.wait_for("/plugin/scalars/tags", lambda tags: set(tags) == set(runs)) or {}
-        assert set(tags) == set(runs) == {
-            "0_model.activation=relu,optimizer=sgd", "1_model.activation=relu,optimizer=adam",
-            "2_model.activation=tanh,optimizer=sgd", "3_model.activation=tanh,optimizer=adam"}  # fmt: skip
+        assert (
+            set(tags)
+            == set(runs)
+            == {
+                "0_model.activation=relu,optimizer=sgd",
+                "1_model.activation=relu,optimizer=adam",
+                "2_model.activation=tanh,optimizer=sgd",
+                "3_model.activation=tanh,optimizer=adam",
+            }
+        )
         assert all({"val/acc", "test/acc", "train/loss"} <= set(tags[run]) for run in runs)
 
         experiment = get("/plugin/hparams/experiment", {"experimentName": ""})
         hparams = {h["name"]: h.get("type") for h in experiment["hparamInfos"]}
-        assert {"data", "data.batch_size", "model.activation", "model.pooling", "optimizer", "optimizer.lr",
-                "optimizer.momentum", "optimizer.betas", "scheduler", "seed", "trainer.max_epochs"} <= set(hparams)  # fmt: skip
+        assert {
+            "data",
+            "data.batch_size",
+            "model.activation",
+            "model.pooling",
+            "optimizer",
+            "optimizer.lr",
+            "optimizer.momentum",
+            "optimizer.betas",
+            "scheduler",
+            "seed",
+            "trainer.max_epochs",
+        } <= set(hparams)
         assert hparams["optimizer.nesterov"] == "DATA_TYPE_BOOL"
         assert not any("dir" in name or "download" in name or "_target_" in name for name in hparams)
         metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
         assert metrics == ["val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss"]
 
-        request = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                   "STATUS_RUNNING"], "colParams": [], "startIndex": 0, "sliceSize": 100}  # fmt: skip
+        request = {
+            "experimentName": "",
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+            "colParams": [],
+            "startIndex": 0,
+            "sliceSize": 100,
+        }
         groups = get("/plugin/hparams/session_groups", request)["sessionGroups"]
         rows = {g["name"].removeprefix(f"{grid_sweep.name}/"): g["hparams"] for g in groups}  # sweep folder/job folder
         assert set(rows) == set(runs)

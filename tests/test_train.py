@@ -26,8 +26,17 @@ def test_train_end_to_end(tmp_path: Path, data_dir):
     metric_tags = {m.name.tag for m in experiment.metric_infos}
     assert {"val/acc_best", "test/acc", "test/loss"} <= metric_tags
     types = {h.name: api_pb2.DataType.Name(h.type) for h in experiment.hparam_infos}
-    assert {"data", "data.batch_size", "model.activation", "model.pooling", "optimizer", "optimizer.lr", "scheduler",
-            "seed", "trainer.max_epochs"} <= set(types)  # fmt: skip
+    assert {
+        "data",
+        "data.batch_size",
+        "model.activation",
+        "model.pooling",
+        "optimizer",
+        "optimizer.lr",
+        "scheduler",
+        "seed",
+        "trainer.max_epochs",
+    } <= set(types)
     assert not any(name.endswith(("data_dir", "download", "_target_")) for name in types)  # no paths, no plumbing
     assert types["optimizer.nesterov"] == "DATA_TYPE_BOOL" and types["optimizer.lr"] == "DATA_TYPE_FLOAT64"
     session = hparams_data(acc, "session_start_info")
@@ -62,8 +71,13 @@ def test_resuming_another_run_into_a_folder_with_checkpoints_is_refused(tmp_path
     for name in ("a", "b"):
         assert run_module("src.train", *TINY, "test=false", f"hydra.run.dir={tmp_path / name}").returncode == 0
     before = (tmp_path / "b" / "checkpoints" / "last.ckpt").read_bytes()
-    result = run_module("src.train", *TINY, f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}",
-                        "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'b'}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        *TINY,
+        f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={tmp_path / 'b'}",
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"{tmp_path / 'b'} already holds the checkpoints of an earlier run" in result.stderr
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").read_bytes() == before
@@ -76,7 +90,9 @@ def test_a_run_folder_with_checkpoints_is_not_resumed_unasked(tmp_path: Path, da
     assert first.returncode == 0, first.stderr[-3000:]
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
     metrics = (tmp_path / "metrics.json").read_text()
-    again = run_module("src.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}", env={"SLURM_RESTART_COUNT": "0"})
+    again = run_module(
+        "src.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}", env={"SLURM_RESTART_COUNT": "0"}
+    )
     assert again.returncode == 2, again.stderr[-3000:]
     assert f"{tmp_path} already holds the checkpoints of an earlier run" in again.stderr
     assert f"resume={tmp_path}" in again.stderr and "Resuming" not in again.stderr and "Traceback" not in again.stderr
@@ -100,9 +116,15 @@ def test_a_run_resumes_in_its_folder_when_requeued_or_asked(how: str, tmp_path: 
     torch.save(checkpoint, last)
     extra, env, why = {
         "requeued": ([], {"SLURM_RESTART_COUNT": "1"}, "SLURM requeued this job (SLURM_RESTART_COUNT=1)"),
-        "asked": ([f"resume={os.path.relpath(tmp_path, ROOT)}"], {}, f"asked by resume={os.path.relpath(tmp_path, ROOT)}"),
+        "asked": (
+            [f"resume={os.path.relpath(tmp_path, ROOT)}"],
+            {},
+            f"asked by resume={os.path.relpath(tmp_path, ROOT)}",
+        ),
     }[how]  # resume= as users type it: relative to where they run
-    again = run_module("src.train", *TINY, "scheduler=none", "trainer.max_epochs=3", *extra, f"hydra.run.dir={tmp_path}", env=env)
+    again = run_module(
+        "src.train", *TINY, "scheduler=none", "trainer.max_epochs=3", *extra, f"hydra.run.dir={tmp_path}", env=env
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"last.ckpt: {why}" in again.stderr
     assert "exists and is not empty" not in again.stderr  # its own checkpoints, not a foreign folder's
@@ -148,8 +170,16 @@ def test_compiled_model_trains(tmp_path: Path, data_dir):
 
 def test_ddp_on_two_cpu_processes(tmp_path: Path, data_dir):
     """Lightning's own DDP (gloo on CPU); each rank draws its shard of the epoch's permutation."""
-    result = run_module("src.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "torch_threads=1",
-                        *TINY, "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "torch_threads=1",
+        *TINY,
+        "trainer.log_every_n_steps=1",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr and "All distributed processes registered" in result.stderr
     summary = json.loads((tmp_path / "metrics.json").read_text())
@@ -172,8 +202,14 @@ def test_gpu_without_a_gpu_is_refused_before_any_work(override: str, tmp_path: P
 def test_a_plain_run_prints_no_warning(tmp_path: Path, data_dir):
     """The default recipe as `python -m src.train` runs it, shortened: its stderr holds Lightning's and our log lines
     and the progress bar, but not one warning (Python's warnings print as `file.py:line: message`)."""
-    result = run_module("src.train", "trainer.max_epochs=2", "trainer.limit_train_batches=60", "trainer.limit_val_batches=3",
-                        "trainer.limit_test_batches=3", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=60",
+        "trainer.limit_val_batches=3",
+        "trainer.limit_test_batches=3",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stderr + result.stdout
     noise = [line for line in output.splitlines() if re.search(r"\.py:\d+: |Warning|warn\(|💡", line)]
@@ -194,7 +230,9 @@ def test_trains_on_gpu(tmp_path: Path, data_dir):
 def test_the_default_recipe_reaches_97_5_percent_in_one_epoch(tmp_path: Path, data_dir):
     """python -m src.train trainer.max_epochs=1: the default recipe (Kaiming init, a warm-up to its peak learning rate,
     annealing over the run) is robust enough that one epoch already gives 97.5% MNIST test accuracy."""
-    result = run_module("src.train", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}")
+    result = run_module(
+        "src.train", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     test_acc = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["test/acc"]
     print(f"one MNIST epoch of the default recipe: test/acc={test_acc:.4f}")
@@ -206,9 +244,14 @@ def test_d2l_sigmoid_leaves_its_plateau_in_two_epochs(tmp_path: Path, data_dir):
     """d2l's recipe (sigmoid, raw [0, 1] pixels, lr 0.9) sits at chance, loss ~2.30, for most of its first epoch, as
     in d2l's own plots; by the end of the second the loss has fallen well below it."""
     result = run_module(
-        "src.train", "experiment=d2l_sigmoid", "trainer.max_epochs=2", "trainer.log_every_n_steps=10", "test=false",
-        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
-    )  # fmt: skip
+        "src.train",
+        "experiment=d2l_sigmoid",
+        "trainer.max_epochs=2",
+        "trainer.log_every_n_steps=10",
+        "test=false",
+        "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     losses = [s.value for s in read_scalars(tmp_path).Scalars("train/loss")]
     assert all(torch.isfinite(torch.tensor(losses)))
@@ -220,8 +263,14 @@ def test_d2l_sigmoid_leaves_its_plateau_in_two_epochs(tmp_path: Path, data_dir):
 def test_train_loss_is_logged_at_every_logging_step(tmp_path: Path, data_dir):
     # 2 epochs x 7 batches, log every 3 steps: Lightning writes at steps 2, 5, 8 and 11 (its step counter is
     # zero-based), and each written value is that step's own loss.
-    result = run_module("src.train", *TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=7",
-                        "trainer.log_every_n_steps=3", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    result = run_module(
+        "src.train",
+        *TINY,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=7",
+        "trainer.log_every_n_steps=3",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     losses = read_scalars(tmp_path).Scalars("train/loss")
     assert [s.step for s in losses] == [2, 5, 8, 11]

@@ -67,7 +67,10 @@ def kernel_axes(fig) -> list:
 def test_filter_grids_show_every_kernel_of_each_conv_layer_on_one_scale(runs: dict[str, Path]):
     net = load_checkpoint(checkpoint(runs["mnist"])).net
     layers = conv_layers(net)
-    assert [(name, tuple(conv.weight.shape)) for name, conv in layers] == [("conv1", (6, 1, 5, 5)), ("conv2", (16, 6, 5, 5))]
+    assert [(name, tuple(conv.weight.shape)) for name, conv in layers] == [
+        ("conv1", (6, 1, 5, 5)),
+        ("conv2", (16, 6, 5, 5)),
+    ]
     for name, conv in layers:
         fig = filter_grid(conv.weight, name)
         try:
@@ -79,7 +82,9 @@ def test_filter_grids_show_every_kernel_of_each_conv_layer_on_one_scale(runs: di
             # kernel by kernel, filter by filter then input channel by input channel, as in the weights
             assert np.allclose(np.stack(kernels), weight.reshape(-1, 5, 5).numpy())
             limit = float(weight.abs().max())
-            assert {ax.images[0].get_clim() for ax in axes} == {(-limit, limit)}  # one scale, symmetric: 0 in the middle
+            assert {ax.images[0].get_clim() for ax in axes} == {
+                (-limit, limit)
+            }  # one scale, symmetric: 0 in the middle
             bar = next(ax for ax in fig.axes if not ax.images)
             assert "0" in [t.get_text() for t in bar.get_yticklabels()]
             assert f"{weight.shape[0]} filters of {weight.shape[1]}x5x5" in fig._suptitle.get_text()
@@ -110,8 +115,12 @@ def test_stages_are_found_by_module_type_and_read_from_the_real_forward_pass(run
 def test_stages_of_a_batch_norm_tanh_network_are_named_by_what_lies_between():
     net = lenet5_from_config({"activation": "tanh", "pooling": "avg", "batch_norm": True, "dropout": 0.5})
     stages = feature_stages(net)
-    assert [name for name, _ in stages] == ["conv1 + BatchNorm2d + Tanh", "pool1 (AvgPool2d)", "conv2 + BatchNorm2d + Tanh",
-                                            "pool2 (AvgPool2d)"]  # fmt: skip
+    assert [name for name, _ in stages] == [
+        "conv1 + BatchNorm2d + Tanh",
+        "pool1 (AvgPool2d)",
+        "conv2 + BatchNorm2d + Tanh",
+        "pool2 (AvgPool2d)",
+    ]
     net.train()  # run_network must switch to eval mode itself: batch norm and dropout then act as they predict
     x = torch.randn(3, 1, 32, 32)
     logits, _, penultimate = run_network(net, x, [m for _, m in stages])
@@ -129,8 +138,10 @@ def test_a_feature_map_picture_shows_each_stage_in_order_with_its_shape(runs: di
     fig = feature_maps_figure(x[1, 0], "test #1", [(s, m[1]) for (s, _), m in zip(stages, maps)], scales)
     try:
         titles = [sub._suptitle.get_text() for sub in fig.subfigs[1:]]
-        assert [t.split("  (")[0] for t in titles] == [f"{s}: {c}@{h}x{w}" for s, (c, h, w) in zip(CLASSIC_STAGES, CLASSIC_SHAPES)]
-        for sub, m, (low, high) in zip(fig.subfigs[1:], maps, scales):
+        assert [t.split("  (")[0] for t in titles] == [
+            f"{s}: {c}@{h}x{w}" for s, (c, h, w) in zip(CLASSIC_STAGES, CLASSIC_SHAPES)
+        ]
+        for sub, m, (_low, high) in zip(fig.subfigs[1:], maps, scales):
             shown = kernel_axes(sub)
             assert len(shown) == m.shape[1]  # every map of the stage, in channel order
             assert np.allclose(np.stack([ax.images[0].get_array() for ax in shown]), m[1].numpy())
@@ -141,16 +152,28 @@ def test_a_feature_map_picture_shows_each_stage_in_order_with_its_shape(runs: di
 
 
 # -- the command -------------------------------------------------------------------------------------------------------
-def test_chosen_classes_get_one_picture_each_and_the_same_pictures_in_tensorboard(runs: dict[str, Path], tmp_path: Path,
-                                                                                     data_dir: Path):  # fmt: skip
-    out, result = visualize(f"ckpt_path={checkpoint(runs['fashion_mnist'])}", "classes=[Pullover,coat]", "images=2",
-                            "tensorboard=true", "embedding.samples=0", log_dir=tmp_path)  # fmt: skip
+def test_chosen_classes_get_one_picture_each_and_the_same_pictures_in_tensorboard(
+    runs: dict[str, Path], tmp_path: Path, data_dir: Path
+):
+    out, result = visualize(
+        f"ckpt_path={checkpoint(runs['fashion_mnist'])}",
+        "classes=[Pullover,coat]",
+        "images=2",
+        "tensorboard=true",
+        "embedding.samples=0",
+        log_dir=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.fullmatch(r"\d\d-\d\d-\d\d_\d+", out.name), out
 
     labels = FashionMNIST(str(data_dir), train=False).targets
     pullovers, coats = (labels == 2).nonzero().flatten()[:2].tolist(), (labels == 4).nonzero().flatten()[:2].tolist()
-    names = [f"00_pullover_test{pullovers[0]}", f"01_pullover_test{pullovers[1]}", f"02_coat_test{coats[0]}", f"03_coat_test{coats[1]}"]
+    names = [
+        f"00_pullover_test{pullovers[0]}",
+        f"01_pullover_test{pullovers[1]}",
+        f"02_coat_test{coats[0]}",
+        f"03_coat_test{coats[1]}",
+    ]
     assert sorted(p.stem for p in (out / "feature_maps").iterdir()) == names
     for png in [*(out / "feature_maps").iterdir(), out / "filters_conv1.png", out / "filters_conv2.png"]:
         with Image.open(png) as img:
@@ -171,17 +194,23 @@ def test_chosen_classes_get_one_picture_each_and_the_same_pictures_in_tensorboar
     assert not (out / "projector_config.pbtxt").exists()  # embedding.samples=0: no Projector files
 
 
-def test_the_projector_serves_the_penultimate_features_with_sprites_and_labels(runs: dict[str, Path], tmp_path: Path,
-                                                                                data_dir: Path):  # fmt: skip
+def test_the_projector_serves_the_penultimate_features_with_sprites_and_labels(
+    runs: dict[str, Path], tmp_path: Path, data_dir: Path
+):
     samples, seed = 300, 7
-    out, result = visualize(f"ckpt_path={checkpoint(runs['mnist'])}", f"embedding.samples={samples}",
-                            f"embedding.seed={seed}", log_dir=tmp_path)  # fmt: skip
+    out, result = visualize(
+        f"ckpt_path={checkpoint(runs['mnist'])}",
+        f"embedding.samples={samples}",
+        f"embedding.seed={seed}",
+        log_dir=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # the default spread: the first test image of each class, class by class
     labels = MNIST(str(data_dir), train=False).targets
     firsts = [int((labels == c).nonzero()[0]) for c in range(10)]
     assert [p.stem for p in sorted((out / "feature_maps").iterdir())] == [
-        f"{c:02d}_{name}_test{i}" for c, (name, i) in enumerate(zip([re.sub(r"\W+", "-", n) for n in MNIST.classes], firsts))
+        f"{c:02d}_{name}_test{i}"
+        for c, (name, i) in enumerate(zip([re.sub(r"\W+", "-", n) for n in MNIST.classes], firsts))
     ]
 
     # What the Projector must show, computed here independently: the input of the last layer for the seeded subset.
@@ -213,7 +242,9 @@ def test_the_projector_serves_the_penultimate_features_with_sprites_and_labels(r
         assert [int(r[3]) for r in table] == indices.tolist()
         assert [r[0] for r in table] == [classes[t] for t in y[indices].tolist()]
         assert [r[1] for r in table] == [classes[p] for p in predicted.tolist()]
-        assert [r[2] for r in table] == ["yes" if t == p else "no" for t, p in zip(y[indices].tolist(), predicted.tolist())]
+        assert [r[2] for r in table] == [
+            "yes" if t == p else "no" for t, p in zip(y[indices].tolist(), predicted.tolist())
+        ]
 
         sprite = Image.open(io.BytesIO(server.get(f"/plugin/projector/sprite_image{query}", raw=True)))
         side = math.ceil(math.sqrt(samples)) * 28
@@ -223,7 +254,9 @@ def test_the_projector_serves_the_penultimate_features_with_sprites_and_labels(r
     assert f"{samples:,} test images x 84 features" in result.stdout
 
 
-def test_own_images_are_prepared_and_predicted_as_src_predict_does(runs: dict[str, Path], tmp_path: Path, data_dir: Path):
+def test_own_images_are_prepared_and_predicted_as_src_predict_does(
+    runs: dict[str, Path], tmp_path: Path, data_dir: Path
+):
     folder = tmp_path / "my_digits"
     folder.mkdir()
     for i, digit in enumerate(MNIST(str(data_dir), train=False).data[:3].numpy()):  # dark ink on white paper, larger
@@ -231,12 +264,20 @@ def test_own_images_are_prepared_and_predicted_as_src_predict_does(runs: dict[st
     ckpt = f"ckpt_path={checkpoint(runs['mnist'])}"
     no_data = {"DATA_DIR": str(tmp_path / "no-data-here")}  # own images without an embedding need no data set
     with ThreadPoolExecutor(max_workers=2) as pool:
-        shown = pool.submit(visualize, ckpt, f"inputs={folder}/", "embedding.samples=0", log_dir=tmp_path / "v", env=no_data)
-        predicted = pool.submit(run_module, "src.predict", ckpt, f"inputs=[{folder}]", f"hydra.run.dir={tmp_path / 'p'}")
+        shown = pool.submit(
+            visualize, ckpt, f"inputs={folder}/", "embedding.samples=0", log_dir=tmp_path / "v", env=no_data
+        )
+        predicted = pool.submit(
+            run_module, "src.predict", ckpt, f"inputs=[{folder}]", f"hydra.run.dir={tmp_path / 'p'}"
+        )
     (out, result), predict = shown.result(), predicted.result()
     assert result.returncode == 0, result.stderr[-3000:]
     assert predict.returncode == 0, predict.stderr[-3000:]
-    assert sorted(p.name for p in (out / "feature_maps").iterdir()) == ["00_digit-0.png", "01_digit-1.png", "02_digit-2.png"]
+    assert sorted(p.name for p in (out / "feature_maps").iterdir()) == [
+        "00_digit-0.png",
+        "01_digit-1.png",
+        "02_digit-2.png",
+    ]
     with open(out / "images.csv", newline="") as f:
         ours = {Path(r["source"]).name: r for r in csv.DictReader(f)}
     with open(tmp_path / "p" / "predictions.csv", newline="") as f:
@@ -249,18 +290,37 @@ def test_own_images_are_prepared_and_predicted_as_src_predict_does(runs: dict[st
 
 def test_a_misspelt_class_is_refused_naming_the_valid_ones(runs: dict[str, Path], tmp_path: Path):
     # d2l's "sweaters" are Fashion-MNIST's Pullover
-    out, result = visualize(f"ckpt_path={checkpoint(runs['fashion_mnist'])}", "classes=[Sweater,Coat]", log_dir=tmp_path)
-    assert_clean_failure(result, "'Sweater' is not a class of fashion_mnist", "valid: T-shirt/top, Trouser, Pullover, Dress, "
-                         "Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot")  # fmt: skip
+    out, result = visualize(
+        f"ckpt_path={checkpoint(runs['fashion_mnist'])}", "classes=[Sweater,Coat]", log_dir=tmp_path
+    )
+    assert_clean_failure(
+        result,
+        "'Sweater' is not a class of fashion_mnist",
+        "valid: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot",
+    )
     assert sorted(p.name for p in out.iterdir()) == [".hydra", "visualize.log"]  # nothing drawn, no events
 
 
 def test_bad_values_are_refused_before_the_checkpoint_is_read(tmp_path: Path):
-    _, result = visualize(f"ckpt_path={tmp_path / 'missing.ckpt'}", "images=0", "classes=[Coat]", "inputs=[a.png]",
-                          "tensorboard=maybe", "embedding.samples=-1", "embedding.seed=x", log_dir=tmp_path)  # fmt: skip
-    assert_clean_failure(result, "Invalid config", "images=0: must be an integer >= 1",
-                         "classes=['Coat'] and inputs=['a.png']: give one of them", "tensorboard='maybe'",
-                         "embedding.samples=-1", "embedding.seed='x'")  # fmt: skip
+    _, result = visualize(
+        f"ckpt_path={tmp_path / 'missing.ckpt'}",
+        "images=0",
+        "classes=[Coat]",
+        "inputs=[a.png]",
+        "tensorboard=maybe",
+        "embedding.samples=-1",
+        "embedding.seed=x",
+        log_dir=tmp_path,
+    )
+    assert_clean_failure(
+        result,
+        "Invalid config",
+        "images=0: must be an integer >= 1",
+        "classes=['Coat'] and inputs=['a.png']: give one of them",
+        "tensorboard='maybe'",
+        "embedding.samples=-1",
+        "embedding.seed='x'",
+    )
     assert "missing.ckpt" not in result.stderr  # the config is checked first
 
 
@@ -288,7 +348,9 @@ def test_bad_checkpoints_and_images_get_the_same_errors_as_src_predict(runs: dic
         for case, (ckpt, image) in cases.items():
             for module in ("src.predict", "src.visualize"):
                 run = tmp_path / f"{case}_{module}".replace(" ", "_")
-                jobs[case, module] = pool.submit(run_module, module, f"ckpt_path={ckpt}", f"inputs=[{image}]", f"hydra.run.dir={run}")
+                jobs[case, module] = pool.submit(
+                    run_module, module, f"ckpt_path={ckpt}", f"inputs=[{image}]", f"hydra.run.dir={run}"
+                )
     for case in cases:
         predict, visual = jobs[case, "src.predict"].result(), jobs[case, "src.visualize"].result()
         assert_clean_failure(predict)
@@ -308,7 +370,11 @@ def test_training_logs_the_first_layer_filters_at_the_start_and_after_each_epoch
     weight = conv_layers(load_checkpoint(checkpoint(runs["mnist"])).net)[0][1].weight.detach()
     expected, limit = filter_mosaic(weight)
     assert first.shape == last.shape == expected.shape == (68, 388, 3) and np.array_equal(last, expected)
-    assert [round(s.value, 6) for s in events.Scalars("filters/conv1_max_abs")][-1] == round(float(weight.abs().max()), 6) == round(limit, 6)
+    assert (
+        [round(s.value, 6) for s in events.Scalars("filters/conv1_max_abs")][-1]
+        == round(float(weight.abs().max()), 6)
+        == round(limit, 6)
+    )
 
 
 def test_the_filter_mosaic_has_filter_grids_layout_and_colours():

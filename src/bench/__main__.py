@@ -42,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")
     parser.add_argument("--variants", default="textbook,raw,lightning,augment,fast_mnist,paired")
     parser.add_argument("--segment", type=int, default=10, help="steps per segment of the paired measurement")
-    parser.add_argument("--extra", action="append", default=[], metavar="NAME=OVERRIDES",
-                        help="another Lightning variant: a name and src.train overrides")  # fmt: skip
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDES",
+        help="another Lightning variant: a name and src.train overrides",
+    )
     parser.add_argument("--worker", choices=[*PLAIN_VARIANTS, *PAIRED_LEVELS], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
@@ -76,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
             jobs[name] = lightning_command(args, out / name, [*common, f"augment={AUGMENT}"])
         elif name == "fast_mnist":
             # test accuracy four times an epoch: the stopwatch stops within a quarter epoch of reaching the target
-            tta = ["experiment=fast_mnist", "+callbacks.time_to_accuracy._target_=src.callbacks.TimeToAccuracy",
-                   "+callbacks.time_to_accuracy.target=0.99", "trainer.val_check_interval=0.25", f"seed={SEED}"]  # fmt: skip
+            tta = [
+                "experiment=fast_mnist",
+                "+callbacks.time_to_accuracy._target_=src.callbacks.TimeToAccuracy",
+                "+callbacks.time_to_accuracy.target=0.99",
+                "trainer.val_check_interval=0.25",
+                f"seed={SEED}",
+            ]
             jobs[name] = lightning_command(args, out / name, tta + (["trainer.max_epochs=1"] if args.tiny else []))
         else:
             parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, augment, fast_mnist, paired")

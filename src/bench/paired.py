@@ -62,7 +62,9 @@ class PlainStepsBetween(L.Callback):
         if self._start is None:
             self._start = self._now()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any, i: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any, i: int
+    ) -> None:
         self._steps += 1
         if self._steps % self.segment:
             return
@@ -95,8 +97,9 @@ class MinimalLitLeNet5(L.LightningModule):
         return self.optimizer_fn(self.parameters())
 
 
-def run_paired(level: str, accelerator: str, limit: int | None, segment: int, overrides: list[str],
-               output_dir: Path) -> dict:  # fmt: skip
+def run_paired(
+    level: str, accelerator: str, limit: int | None, segment: int, overrides: list[str], output_dir: Path
+) -> dict:
     """Fit at one ``PAIRED_LEVELS`` level with plain-loop segments in between; per-segment ms/step of each.
     Epochs, data, model and optimizer all come from the composed config, at every level."""
     from hydra.utils import instantiate
@@ -115,9 +118,18 @@ def run_paired(level: str, accelerator: str, limit: int | None, segment: int, ov
     else:
         datamodule = instantiate(cfg.data)
         model = MinimalLitLeNet5(cfg) if level == "minimal" else build_model(cfg)
-        trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=cfg.trainer.max_epochs,
-                            limit_train_batches=limit, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, callbacks=[steps])  # fmt: skip
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            max_epochs=cfg.trainer.max_epochs,
+            limit_train_batches=limit,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[steps],
+        )
     trainer.fit(model, datamodule=datamodule)
     return {"lightning_ms": steps.lightning_ms, "plain_ms": steps.plain_ms}
 
@@ -133,6 +145,11 @@ def paired_summary(result: dict) -> dict:
         return {"segments": 0}
     ratios = [a / b for a, b in zip(lightning, plain_)]
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return {"segments": len(ratios), "lightning_ms": statistics.fmean(lightning),
-            "plain_ms": statistics.fmean(plain_), "ratio": sum(lightning) / sum(plain_),
-            "ratio_q1": quartiles[0], "ratio_q3": quartiles[2]}  # fmt: skip
+    return {
+        "segments": len(ratios),
+        "lightning_ms": statistics.fmean(lightning),
+        "plain_ms": statistics.fmean(plain_),
+        "ratio": sum(lightning) / sum(plain_),
+        "ratio_q1": quartiles[0],
+        "ratio_q3": quartiles[2],
+    }

@@ -89,13 +89,19 @@ def write_report(out: Path, results: dict[str, dict], info: dict[str, str], args
         "",
     ]
     # raw / textbook is the floor under lightning / textbook: the same ratio with no Lightning at all.
-    for name, ref, why in (("lightning", "textbook", ""), ("lightning", "raw", ""),
-                           ("raw", "textbook", "; the floor for lightning / textbook"),
-                           ("augment", "lightning", f"; what augment={AUGMENT} costs per epoch")):  # fmt: skip
+    for name, ref, why in (
+        ("lightning", "textbook", ""),
+        ("lightning", "raw", ""),
+        ("raw", "textbook", "; the floor for lightning / textbook"),
+        ("augment", "lightning", f"; what augment={AUGMENT} costs per epoch"),
+    ):
         if name in medians and ref in medians:
             # Paired by round: both ran minutes apart, so a slow spell of the machine cancels out of the ratio.
-            paired = [a / b for a, b in zip(results[name]["round_medians"], results[ref]["round_medians"])
-                      if a is not None and b is not None]  # fmt: skip
+            paired = [
+                a / b
+                for a, b in zip(results[name]["round_medians"], results[ref]["round_medians"])
+                if a is not None and b is not None
+            ]
             lines.append(
                 f"- {name} / {ref}: {medians[name] / medians[ref]:.3f} (ratio of the medians above); "
                 f"per round {statistics.median(paired):.3f} median, {min(paired):.3f}-{max(paired):.3f} range "
@@ -116,7 +122,9 @@ def write_report(out: Path, results: dict[str, dict], info: dict[str, str], args
         ]
         for level, r in levels.items():
             if not r.get("segments"):
-                why = f"failed (exit {r['exit_code']})" if r["exit_code"] else f"no complete {args.segment}-step segment"
+                why = (
+                    f"failed (exit {r['exit_code']})" if r["exit_code"] else f"no complete {args.segment}-step segment"
+                )
                 lines.append(f"| {level}: {PAIRED_LEVELS[level]} | {why} | | | |")
                 continue
             lines.append(

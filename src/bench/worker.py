@@ -30,10 +30,22 @@ def run_process(cmd: list[str], log_path: Path) -> tuple[int, float]:
 
 def worker_command(name: str, out: Path, args: argparse.Namespace, overrides: list[str]) -> list[str]:
     """The command that runs a plain loop or a paired level in a worker process, its result going to out/NAME.json."""
-    return [sys.executable, "-m", "src.bench", "--worker", name, "--result", str(out / f"{name}.json"),
-            f"--epochs={args.epochs}", f"--accelerator={args.accelerator}", f"--limit={args.limit}",
-            f"--segment={args.segment}", *(["--tiny"] if args.tiny else []),
-            "--overrides", json.dumps(overrides)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "src.bench",
+        "--worker",
+        name,
+        "--result",
+        str(out / f"{name}.json"),
+        f"--epochs={args.epochs}",
+        f"--accelerator={args.accelerator}",
+        f"--limit={args.limit}",
+        f"--segment={args.segment}",
+        *(["--tiny"] if args.tiny else []),
+        "--overrides",
+        json.dumps(overrides),
+    ]
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -97,7 +97,7 @@ class BatchAugment:
         steps: list[Any] = []
         if self.affine:
             steps.append(v2.RandomAffine(self.degrees, scale=self.scale, interpolation=InterpolationMode.BILINEAR,
-                                         translate=(self.translate / size,) * 2 if self.translate else None))  # fmt: skip
+                                         translate=(self.translate / size,) * 2 if self.translate else None))
         elif self.translate:
             steps.append(v2.RandomCrop(size, padding=self.translate))
         if self.flip:

@@ -270,7 +270,7 @@ class MNISTDataModule(L.LightningDataModule):
             def transform(train: bool) -> transforms.Compose:
                 extra = augment.classic_transforms(padded_size(hp.pad)) if train and augment else []
                 return transforms.Compose([transforms.Pad(hp.pad), *extra, transforms.ToTensor(),
-                                           transforms.Normalize((self.mean,), (self.std,))])  # fmt: skip
+                                           transforms.Normalize((self.mean,), (self.std,))])
 
             train_set, eval_set = (self.dataset_cls(hp.data_dir, train=True, transform=transform(t)) for t in (True, False))
             self._classic = {
@@ -283,7 +283,7 @@ class MNISTDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the normalisation and class names that predictions need."""
         return {"dataset": self.hparams.dataset, "pad": self.hparams.pad, "mean": self.mean, "std": self.std,
-                "classes": list(self.classes)}  # fmt: skip
+                "classes": list(self.classes)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Use a checkpoint's normalisation; call before ``setup`` so every loader is built with it."""

@@ -72,15 +72,27 @@ class LeNet5(nn.Module):
         norm1d = (lambda c: [nn.BatchNorm1d(c)]) if batch_norm else (lambda c: [])
         drop = (lambda: [nn.Dropout(dropout)]) if dropout else (lambda: [])
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, kernel_size, bias=not batch_norm), *norm2d(c1), act(), pool(kernel_size=2, stride=2),
-            nn.Conv2d(c1, c2, kernel_size, bias=not batch_norm), *norm2d(c2), act(), pool(kernel_size=2, stride=2),
+            nn.Conv2d(in_channels, c1, kernel_size, bias=not batch_norm),
+            *norm2d(c1),
+            act(),
+            pool(kernel_size=2, stride=2),
+            nn.Conv2d(c1, c2, kernel_size, bias=not batch_norm),
+            *norm2d(c2),
+            act(),
+            pool(kernel_size=2, stride=2),
             nn.Flatten(),
-        )  # fmt: skip
+        )
         self.classifier = nn.Sequential(
-            nn.Linear(c2 * side * side, h1, bias=not batch_norm), *norm1d(h1), act(), *drop(),
-            nn.Linear(h1, h2, bias=not batch_norm), *norm1d(h2), act(), *drop(),
+            nn.Linear(c2 * side * side, h1, bias=not batch_norm),
+            *norm1d(h1),
+            act(),
+            *drop(),
+            nn.Linear(h1, h2, bias=not batch_norm),
+            *norm1d(h2),
+            act(),
+            *drop(),
             nn.Linear(h2, num_classes),
-        )  # fmt: skip
+        )
         if init != "default":
             self.apply(_INIT_FNS[init])
         # NHWC layout: the same arithmetic, but oneDNN's conv and pooling kernels run faster on it (docs/speed.md)
