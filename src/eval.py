@@ -19,21 +19,23 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
-from src.config import CONFIG_DIR, validate
+from src.checks import require
+from src.config import CONFIG_DIR
 from src.errors import run_entry_point
-from src.inference import DataStats, check_same_data, load_checkpoint, require
+from src.inference import DataStats, check_same_data, load_checkpoint
 from src.plots import confusion_matrix_figure, image_grid, save
+from src.validation import validate
 
 log = logging.getLogger(__name__)
 
 
-class CollectPredictions(L.Callback):
-    """Keeps each test batch's predicted and true labels, and the misclassified images, for the plots."""
+class CollectMisclassified(L.Callback):
+    """Keeps each test batch's misclassified images with their predicted and true labels, for misclassified.png."""
 
     def __init__(self) -> None:
+        self.images: list[Tensor] = []
         self.preds: list[Tensor] = []
         self.targets: list[Tensor] = []
-        self.wrong_images: list[Tensor] = []
 
     def on_test_batch_end(
         self,
@@ -46,18 +48,19 @@ class CollectPredictions(L.Callback):
     ) -> None:
         x, y = batch
         pred = outputs["logits"].argmax(dim=1)
-        self.preds.append(pred.cpu())
-        self.targets.append(y.cpu())
-        self.wrong_images.append(x[pred != y].cpu())
+        wrong = pred != y
+        self.images.append(x[wrong].cpu())
+        self.preds.append(pred[wrong].cpu())
+        self.targets.append(y[wrong].cpu())
 
     def results(self) -> tuple[Tensor, Tensor, Tensor]:
-        return torch.cat(self.preds), torch.cat(self.targets), torch.cat(self.wrong_images)
+        return torch.cat(self.images), torch.cat(self.preds), torch.cat(self.targets)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     ckpt_path = require(
-        cfg, "ckpt_path", "python -m src.eval ckpt_path=outputs/runs/<date>/<time>/checkpoints/last.ckpt"
+        cfg, "ckpt_path", "python -m src.eval ckpt_path=outputs/train/runs/<date>/<time>/checkpoints/last.ckpt"
     )
     loaded = load_checkpoint(ckpt_path)
     # The test images are padded and normalised as in training, with the checkpoint's own statistics.
@@ -65,7 +68,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_same_data(loaded, datamodule.hparams.dataset, datamodule.classes)
     datamodule.load_state_dict(loaded.data.as_dict())
 
-    collector = CollectPredictions()
+    collector = CollectMisclassified()
     trainer = instantiate(
         cfg.trainer,
         logger=False,
@@ -75,15 +78,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         enable_model_summary=False,
     )
     metrics = trainer.test(loaded.module, datamodule=datamodule, verbose=False)[0]
-    preds, targets, wrong = collector.results()
+    wrong, wrong_pred, wrong_true = collector.results()
 
     classes = loaded.data.classes
-    k = len(classes)
-    confusion = torch.bincount(targets * k + preds, minlength=k * k).view(k, k)  # rows: true, columns: predicted
+    # the module's torchmetrics (summed over every process under DDP): rows true, columns predicted
+    confusion, class_acc = loaded.module.test_confusion_matrix.cpu(), loaded.module.test_class_acc.cpu()
     totals, correct = confusion.sum(dim=1), confusion.diag()
     per_class = [
-        {"class": name, "correct": int(c), "total": int(t), "acc": float(c) / max(int(t), 1)}
-        for name, c, t in zip(classes, correct, totals)
+        {"class": name, "correct": int(c), "total": int(t), "acc": float(a)}
+        for name, c, t, a in zip(classes, correct, totals, class_acc)
     ]
     out = Path(cfg.paths.output_dir)
     summary = {
@@ -99,7 +102,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     save(confusion_matrix_figure(confusion, classes), out / "confusion_matrix.png")
-    wrong_true, wrong_pred = targets[preds != targets], preds[preds != targets]
     plot_misclassified(wrong, wrong_pred, wrong_true, loaded.data, out / "misclassified.png", cfg.max_misclassified)
 
     print(format_report(summary, classes))

@@ -11,7 +11,6 @@ printed, and a difference above ``atol`` is an error. The files go to the run fo
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +20,10 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from src.checks import Problems, is_int, require
 from src.config import CONFIG_DIR
-from src.errors import ConfigError, run_entry_point
-from src.inference import ExportCheckError, MissingDependencyError, load_checkpoint, load_test_split, require
-
-log = logging.getLogger(__name__)
+from src.errors import run_entry_point
+from src.inference import ExportCheckError, MissingDependencyError, load_checkpoint, load_test_split
 
 FORMATS = {"onnx": "lenet5.onnx", "torchscript": "lenet5.pt"}
 CHECK_BATCHES = (1, 7)  # besides one batch of all check images: proves the batch dimension is free
@@ -86,11 +84,12 @@ def export_torchscript(
 
 def export(cfg: DictConfig) -> dict[str, float | str]:
     ckpt_path = require(cfg, "ckpt_path", "python -m src.export ckpt_path=<checkpoint> format=onnx")
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format={cfg.format!r}: choose one of {', '.join(FORMATS)}")
-    count = cfg.check_images
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10_000:
-        raise ConfigError(f"check_images={count!r}: must be an integer in 1..10000 (the test set's size)")
+    problems = Problems(cfg)
+    problems.choice("format", FORMATS)
+    problems.check(
+        "check_images", lambda v: is_int(v) and 1 <= v <= 10_000, "must be an integer in 1..10000 (the test set's size)"
+    )
+    problems.raise_if_any()
     loaded = load_checkpoint(ckpt_path)
     net, data = loaded.net.eval(), loaded.data
     in_channels, side = net.features[0].in_channels, net.input_size
@@ -121,7 +120,7 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
         diff = (got - expected).abs()
         max_diff, largest = max(max_diff, float(diff.max())), max(largest, float(expected.abs().max()))
         # torch.testing.assert_close's rule: float32 logits of size ~30 carry rounding noise of ~1e-5 themselves.
-        passed &= bool((diff <= cfg.atol + cfg.rtol * expected.abs()).all())  # NaN compares False: fails
+        passed &= bool(torch.isclose(got, expected, rtol=cfg.rtol, atol=cfg.atol).all())  # NaN is never close
         agree = float((got.argmax(1) == expected.argmax(1)).float().mean())
     print(f"Exported {cfg.format} to {path} (input (batch, {in_channels}, {side}, {side}), dynamic batch)")
     tolerance = f"{cfg.atol:g} + {cfg.rtol:g} x |logit|"

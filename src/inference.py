@@ -1,12 +1,11 @@
 """What the inference entry points share: checkpoint -> model, image -> MNIST-format tensor, clean errors.
 
 Used by ``src.eval``, ``src.predict`` and ``src.export``. Checkpoints are read only through
-``src.reliability.safe_load_checkpoint`` (``weights_only=True``): tensors and plain containers, never code.
+``src.checkpoints.safe_load_checkpoint`` (``weights_only=True``): tensors and plain containers, never code.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
@@ -24,8 +22,6 @@ from src.errors import CheckpointError, ConfigError, UserError
 
 if TYPE_CHECKING:
     from src.lit_module import LitLeNet5
-
-log = logging.getLogger(__name__)
 
 DATA_STATE_KEY = "MNISTDataModule"  # where Lightning saves MNISTDataModule.state_dict() in a checkpoint
 # PIL's own default is ~89 MP (a warning) and ~179 MP (an error); a digit needs far less, and decoding
@@ -47,14 +43,6 @@ class ExportCheckError(UserError, RuntimeError):
     """The exported model's outputs differ from PyTorch's beyond the tolerance."""
 
 
-def require(cfg: DictConfig, key: str, example: str) -> Any:
-    """A config value the command cannot do without; a missing one is a ``ConfigError`` showing how to pass it."""
-    value = cfg.get(key)
-    if value is None or value == "" or (isinstance(value, Sequence) and not isinstance(value, str) and not value):
-        raise ConfigError(f"{key} is required, e.g.: {example}")
-    return value
-
-
 # -- checkpoint -> model --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DataStats:
@@ -67,7 +55,13 @@ class DataStats:
     classes: list[str]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "pad": self.pad, "mean": self.mean, "std": self.std, "classes": list(self.classes)}
+        return {
+            "dataset": self.dataset,
+            "pad": self.pad,
+            "mean": self.mean,
+            "std": self.std,
+            "classes": list(self.classes),
+        }
 
 
 @dataclass
@@ -90,8 +84,8 @@ class LoadedCheckpoint:
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Rebuild the trained model and its data statistics from a checkpoint written by ``src.train``."""
     # Imported here: Lightning takes seconds to import, and src.summary (which shares this module) needs none of it.
+    from src.checkpoints import safe_load_checkpoint
     from src.lit_module import LitLeNet5
-    from src.reliability import safe_load_checkpoint
 
     checkpoint = safe_load_checkpoint(path)  # weights_only=True; raises CheckpointError with the reason
     where = f"ckpt_path={str(path)!r}"
@@ -100,22 +94,26 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     if not isinstance(hparams, dict) or "model" not in hparams:
         raise CheckpointError(f"{where} has no model hyperparameters: it was not written by src.train")
     if not isinstance(state, dict) or not {"dataset", "pad", "mean", "std", "classes"} <= state.keys():
-        raise CheckpointError(f"{where} has no training-data statistics ({DATA_STATE_KEY}): it was not written by src.train")
+        raise CheckpointError(
+            f"{where} has no training-data statistics ({DATA_STATE_KEY}): it was not written by src.train"
+        )
     if state["mean"] is None or state["std"] is None:
         raise CheckpointError(f"{where}: its training-data statistics are empty (saved before the data was set up)")
-    # Inference never needs torch.compile: it only adds start-up time.
-    model_args = {**hparams["model"], "compile": False}
-    try:
-        module = LitLeNet5(model=model_args, optimizer=hparams.get("optimizer") or {}, scheduler=hparams.get("scheduler"))
+    try:  # never torch.compile'd for inference: it only adds start-up time
+        module = LitLeNet5(
+            model=hparams["model"], optimizer=hparams.get("optimizer") or {}, scheduler=hparams.get("scheduler")
+        )
         module.load_state_dict(checkpoint["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{where}: its weights do not fit the model it describes: {exc}") from None
     module.eval()
-    data = DataStats(str(state["dataset"]), int(state["pad"]), float(state["mean"]), float(state["std"]),
-                     [str(c) for c in state["classes"]])  # fmt: skip
+    classes = [str(c) for c in state["classes"]]
+    data = DataStats(str(state["dataset"]), int(state["pad"]), float(state["mean"]), float(state["std"]), classes)
     loaded = LoadedCheckpoint(Path(path), module, data, checkpoint.get("epoch"))
     if loaded.num_classes != len(data.classes):
-        raise CheckpointError(f"{where}: the model has {loaded.num_classes} outputs but its data set has {len(data.classes)} classes")
+        raise CheckpointError(
+            f"{where}: the model has {loaded.num_classes} outputs but its data set has {len(data.classes)} classes"
+        )
     return loaded
 
 
@@ -156,7 +154,9 @@ def list_images(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in known)
             if not found:
-                raise ImageError(f"{path}: the folder holds no image files ({', '.join(sorted({'.png', '.jpg', '.bmp'}))}, ...)")
+                raise ImageError(
+                    f"{path}: the folder holds no image files ({', '.join(sorted({'.png', '.jpg', '.bmp'}))}, ...)"
+                )
             paths += found
         elif path.is_file():
             paths.append(path)

@@ -9,12 +9,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from src.errors import ConfigError
-from src.models.lenet5 import lenet5_from_config
+from src.models.lenet5 import build_network
 
 STAGES = ("train", "val", "test")
 
@@ -24,6 +25,8 @@ class LitLeNet5(L.LightningModule):
 
     Its arguments are plain dicts (the ``model``, ``optimizer`` and ``scheduler`` config groups), saved as
     hyperparameters, so a checkpoint rebuilds the run's model on its own and loads with ``weights_only=True``.
+    After testing, ``test_confusion_matrix`` (true class by row, predicted by column) and ``test_class_acc`` hold the
+    whole test set's counts, summed over every DDP process by torchmetrics.
     """
 
     def __init__(
@@ -32,15 +35,16 @@ class LitLeNet5(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net = lenet5_from_config(model)
+        self.save_hyperparameters(ignore=["compile"])  # how a run was sped up is not part of its model
+        self.net = build_network(model)
         num_classes = self.net.classifier[-1].out_features
         self.example_input_array = torch.zeros(
             1, self.net.features[0].in_channels, self.net.input_size, self.net.input_size
         )
-        if model.get("compile"):
+        if compile:
             self.net.compile()  # in place: state_dict keys stay those of the plain model
         # Metrics accumulate on the device and are read once per epoch: no per-step host sync.
         # validate_args/nan_strategy checks would each force a sync per update, so they are off.
@@ -48,8 +52,28 @@ class LitLeNet5(L.LightningModule):
         for s in STAGES:  # keys like "train_acc": a plain "train" would clash with nn.Module.train
             self.metrics[f"{s}_acc"] = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
             self.metrics[f"{s}_loss"] = MeanMetric(nan_strategy="disable")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        self.test_per_class = MulticlassAccuracy(num_classes, average="none", validate_args=False)
+        self.test_confusion_matrix: Tensor | None = None
+        self.test_class_acc: Tensor | None = None
         self.val_acc_best = MaxMetric(nan_strategy="disable")
         self.val_acc_best.persistent(True)  # kept in checkpoints so a resumed run remembers its best
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> LitLeNet5:
+        """The module for a composed run config (its model, optimizer and scheduler groups, label smoothing)."""
+
+        def plain(key: str) -> Any:  # checkpoints must hold plain containers, not OmegaConf nodes
+            node = OmegaConf.select(cfg, key)
+            return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+        return cls(
+            model=plain("model"),
+            optimizer=plain("optimizer"),
+            scheduler=plain("scheduler"),
+            label_smoothing=cfg.get("label_smoothing", 0.0),
+            compile=bool(cfg.get("compile", False)),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -78,7 +102,15 @@ class LitLeNet5(L.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         _, logits = self._step(batch, "test")
+        self.test_confusion.update(logits.detach(), batch[1])
+        self.test_per_class.update(logits.detach(), batch[1])
         return {"logits": logits.detach()}  # for callbacks (confusion matrix, worst-misclassified images)
+
+    def running_epoch_metrics(self, stage: str) -> dict[str, float]:
+        """The epoch's ``stage/acc`` and ``stage/loss`` so far, without ending the epoch (a checkpoint saved after
+        validation, before the module's train-epoch end, records the train metrics with it)."""
+        metrics = {name: self.metrics[f"{stage}_{name}"] for name in ("acc", "loss")}
+        return {f"{stage}/{n}": float(m.compute()) for n, m in metrics.items() if m.update_count}
 
     def _log_epoch(self, stage: str) -> dict[str, Tensor]:
         values = {}
@@ -102,6 +134,9 @@ class LitLeNet5(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self._log_epoch("test"))
+        self.test_confusion_matrix, self.test_class_acc = self.test_confusion.compute(), self.test_per_class.compute()
+        self.test_confusion.reset()
+        self.test_per_class.reset()
 
     def on_train_start(self) -> None:
         # A resumed run gets its schedule back from the checkpoint, made for that run's length: one-cycle would fail

@@ -9,7 +9,6 @@ images as the model sees them) into its run folder (outputs/predict/<date>/<time
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from src.checks import Problems, is_int, require
 from src.config import CONFIG_DIR
-from src.errors import ConfigError, run_entry_point
-from src.inference import list_images, load_checkpoint, prepare_image, require
-
-log = logging.getLogger(__name__)
+from src.errors import run_entry_point
+from src.inference import list_images, load_checkpoint, prepare_image
 
 
 def predict(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -31,11 +29,11 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
         cfg, "inputs", "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg] (or inputs=<folder>)"
     )
     inputs = OmegaConf.to_container(inputs) if OmegaConf.is_config(inputs) else inputs
+    problems = Problems(cfg)
+    for key in ("top_k", "max_pixels"):
+        problems.check(key, lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+    problems.raise_if_any()
     top_k, max_pixels = cfg.top_k, cfg.max_pixels
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise ConfigError(f"top_k={top_k!r}: must be an integer >= 1")
-    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
-        raise ConfigError(f"max_pixels={max_pixels!r}: must be an integer >= 1")
 
     paths = list_images(inputs)  # every path is checked before the model is loaded
     loaded = load_checkpoint(ckpt_path)

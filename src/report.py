@@ -53,16 +53,20 @@ def load_run(run: Path, root: Path) -> dict[str, Any]:
 
 
 def parameter_count(model: dict[str, Any] | None, data: dict[str, Any]) -> int | None:
-    """The network's size for a run's ``model`` and ``data`` config (None for a config this version cannot build)."""
+    """The network's size for a run's ``model`` and ``data`` config (None for a config this version cannot build).
+
+    The input size is the one ``data.pad`` gives: a run folder's config keeps the interpolation, not its value."""
     if not model:
         return None
-    from src.config import network_args
-    from src.models import lenet5_from_config
+    from src.data.datasets import padded_size
+    from src.errors import CheckpointError
+    from src.models import build_network
 
     try:
-        return sum(p.numel() for p in lenet5_from_config(network_args(model, data)).parameters())
-    except (TypeError, ValueError):
+        network = build_network({**model, "input_size": padded_size(data.get("pad", 2))})
+    except (TypeError, ValueError, CheckpointError):
         return None
+    return sum(p.numel() for p in network.parameters())
 
 
 def swept_keys(runs: list[dict[str, Any]]) -> list[str]:

@@ -1,7 +1,8 @@
 """Train LeNet-5: ``python -m src.train [group=option ...] [key=value ...]`` (add ``-m`` for a sweep).
 
-validate the config -> seed -> instantiate data, model, callbacks, loggers, trainer -> fit -> test the best
-checkpoint -> print and save the final metrics -> return the optimised metric to the sweeper.
+pre-flight (validate the config, pick and check the checkpoint it resumes from) -> seed -> instantiate data, model,
+callbacks, loggers, trainer -> fit -> test the best checkpoint -> print and save the final metrics -> return the
+optimised metric to the sweeper.
 """
 
 from __future__ import annotations
@@ -19,46 +20,39 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-from src.config import CONFIG_DIR, network_args, resolve_resume, validate
+from src.checkpoints import ResumePoint
+from src.cluster import slurm_environment
+from src.config import CONFIG_DIR
 from src.errors import RunFolderInUse, run_entry_point
 from src.lit_module import LitLeNet5
-from src.reliability import safe_load_checkpoint, slurm_environment
 from src.runtime import configure_runtime
+from src.validation import preflight
 
 log = logging.getLogger(__name__)
 
 
-def plain(node: Any) -> Any:
-    """A resolved config node as plain Python containers (checkpoints must not hold OmegaConf objects)."""
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-def build_model(cfg: DictConfig) -> LitLeNet5:
-    """The LightningModule for a composed config (model, optimizer, scheduler, label smoothing), built for the images
-    the data group serves: 28x28 digits padded by ``data.pad`` on each side."""
-    return LitLeNet5(
-        model=network_args(plain(cfg.model), plain(cfg.data)),
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.scheduler),
-        label_smoothing=cfg.get("label_smoothing", 0.0),
-    )
-
-
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:
+def build(cfg: DictConfig, resume: ResumePoint | None = None) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:
     """Instantiate everything a run needs from its composed config; nothing is trained or loaded yet."""
     datamodule = instantiate(cfg.data)
-    model = build_model(cfg)
+    model = LitLeNet5.from_config(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    # torch.jit.trace (the TensorBoard graph) cannot trace a torch.compile'd module: no graph then.
-    no_graph = {"log_graph": False} if cfg.model.get("compile") else {}
-    loggers = [instantiate(c, **(no_graph if "log_graph" in c else {})) for c in (cfg.get("logger") or {}).values()]
+    loggers = [instantiate(c, **_logger_options(c, cfg, resume)) for c in (cfg.get("logger") or {}).values()]
     plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
     if (environment := slurm_environment()) is not None:
-        plugins.append(environment)  # one requeue, submitit's: see src.reliability.slurm_environment
+        plugins.append(environment)  # one requeue, submitit's: see src.cluster.slurm_environment
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None)
     return datamodule, model, trainer
+
+
+def _logger_options(logger: DictConfig, cfg: DictConfig, resume: ResumePoint | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if "log_graph" in logger and cfg.get("compile"):
+        options["log_graph"] = False  # torch.jit.trace (the TensorBoard graph) cannot trace a torch.compile'd module
+    if "purge_step" in logger and resume is not None:
+        options["purge_step"] = resume.global_step  # what the stopped run wrote past its checkpoint is done again
+    return options
 
 
 def write_summary(cfg: DictConfig, summary: dict[str, Any]) -> None:
@@ -68,21 +62,17 @@ def write_summary(cfg: DictConfig, summary: dict[str, Any]) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    with open_dict(cfg):
-        cfg.ckpt_path = resolve_resume(cfg)
-    validate(cfg)  # before anything is downloaded, written or trained
-    if cfg.ckpt_path:
-        safe_load_checkpoint(cfg.ckpt_path)  # refuse an unsafe or broken file before any work
-        if Path(cfg.ckpt_path).resolve().parent == Path(cfg.paths.output_dir, "checkpoints").resolve():
-            # Continuing in its own folder (requeued, or resume= with hydra.run.dir= the same folder): the checkpoints
-            # there are this run's, not the foreign ones ModelCheckpoint warns about.
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    resume = preflight(cfg)  # before anything is downloaded, written or trained
+    if resume is not None and resume.in_own_folder:
+        # Continuing in its own folder (requeued, or resume= with hydra.run.dir= the same folder): the checkpoints
+        # there are this run's, not the foreign ones ModelCheckpoint warns about.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     configure_runtime(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer = build(cfg)
+    datamodule, model, trainer = build(cfg, resume)
     start = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume.path if resume else None, weights_only=True)
     except SIGTERMException:
         sys.exit(143)  # Lightning's SIGTERMException exits 0; a stopped run must not look finished
     fit_seconds = time.perf_counter() - start
@@ -101,6 +91,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "epochs": trainer.current_epoch,
         "fit_seconds": round(fit_seconds, 2),
     }
+    if model.test_confusion_matrix is not None:  # the whole test set's, summed over every DDP process
+        summary["test_confusion_matrix"] = model.test_confusion_matrix.tolist()
     if trainer.strategy.root_device.type == "cuda":
         summary["peak_gpu_mb"] = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**20
     if trainer.is_global_zero:

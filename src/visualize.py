@@ -17,7 +17,6 @@ default); ``inputs=`` takes image files or folders instead, prepared exactly as 
 from __future__ import annotations
 
 import csv
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +28,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from src.checks import Problems, is_int, require
 from src.config import CONFIG_DIR
-from src.errors import ConfigError, run_entry_point
-from src.inference import DataStats, list_images, load_checkpoint, load_test_split, prepare_image, require
-
-log = logging.getLogger(__name__)
+from src.data.datasets import class_indices
+from src.errors import run_entry_point
+from src.inference import DataStats, list_images, load_checkpoint, load_test_split, prepare_image
 
 USAGE = "python -m src.visualize ckpt_path=<checkpoint> [classes=[Pullover,Coat]] [images=8] [inputs=my_digits/]"
 EMBEDDING_TAG = "penultimate"  # the tensor's name in the Projector
@@ -53,10 +52,6 @@ class Settings:
     embedding_seed: int
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def read_settings(cfg: DictConfig) -> Settings:
     """The config's values, each checked before anything is loaded; all problems are reported at once."""
     plain = lambda v: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v  # noqa: E731
@@ -64,54 +59,24 @@ def read_settings(cfg: DictConfig) -> Settings:
     classes, inputs = as_list(plain(cfg.get("classes"))), as_list(plain(cfg.get("inputs")))
     images, max_pixels, tensorboard = cfg.get("images"), cfg.get("max_pixels"), cfg.get("tensorboard")
     samples, seed = OmegaConf.select(cfg, "embedding.samples"), OmegaConf.select(cfg, "embedding.seed")
-    errors = []
-    if not all((isinstance(c, str) and c.strip()) or _is_int(c) for c in classes):
-        errors.append(f"classes={classes!r}: must be class names (or indices), e.g. classes=[Pullover,Coat]")
+    problems = Problems(cfg)
+    if not all((isinstance(c, str) and c.strip()) or is_int(c) for c in classes):
+        problems.add(f"classes={classes!r}: must be class names (or indices), e.g. classes=[Pullover,Coat]")
     if classes and inputs:
-        errors.append(
+        problems.add(
             f"classes={classes!r} and inputs={inputs!r}: give one of them (test images of those classes, or your images)"
         )
-    if not _is_int(images) or images < 1:
-        errors.append(f"images={images!r}: must be an integer >= 1 (test images per class)")
-    if not _is_int(max_pixels) or max_pixels < 1:
-        errors.append(f"max_pixels={max_pixels!r}: must be an integer >= 1")
-    if not isinstance(tensorboard, bool):
-        errors.append(f"tensorboard={tensorboard!r}: must be true or false")
-    if samples is not None and (not _is_int(samples) or samples < 0):
-        errors.append(
-            f"embedding.samples={samples!r}: must be null (the whole test set), 0 (no embedding) or an integer > 0"
-        )
-    if not _is_int(seed):
-        errors.append(f"embedding.seed={seed!r}: must be an integer")
-    if errors:
-        raise ConfigError("Invalid config:\n  " + "\n  ".join(errors))
+    problems.check("images", lambda v: is_int(v) and v >= 1, "must be an integer >= 1 (test images per class)")
+    problems.check("max_pixels", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+    problems.check("tensorboard", lambda v: isinstance(v, bool), "must be true or false")
+    problems.check(
+        "embedding.samples",
+        lambda v: v is None or (is_int(v) and v >= 0),
+        "must be null (the whole test set), 0 (no embedding) or an integer > 0",
+    )
+    problems.check("embedding.seed", is_int, "must be an integer")
+    problems.raise_if_any()
     return Settings(classes, images, [str(i) for i in inputs], max_pixels, tensorboard, samples, seed)
-
-
-def resolve_classes(requested: Sequence[str | int], classes: Sequence[str], dataset: str) -> list[int]:
-    """The class indices named in ``requested`` (all classes if empty). A name matches case-insensitively, as a whole
-    or by one of its parts (MNIST's ``3 - three``: ``3``, ``three``; ``T-shirt/top``: ``T-shirt``, ``top``); an integer
-    is an index. Anything else is a ``ConfigError`` listing the valid names."""
-    if not requested:
-        return list(range(len(classes)))
-    names: dict[str, int] = {}
-    for index, name in enumerate(classes):
-        for alias in [name, *re.split(r" - |/", name)]:
-            names.setdefault(alias.strip().lower(), index)
-    found, unknown = [], []
-    for item in requested:
-        index = item if _is_int(item) and 0 <= item < len(classes) else names.get(str(item).strip().lower())
-        if index is None:
-            unknown.append(item)
-        elif index not in found:
-            found.append(index)
-    if unknown:
-        raise ConfigError(
-            f"classes={list(requested)!r}: {', '.join(repr(u) for u in unknown)} "
-            f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of {dataset}; "
-            f"valid: {', '.join(classes)} (or their indices 0..{len(classes) - 1})"
-        )
-    return found
 
 
 # -- the network's insides -------------------------------------------------------------------------------------------
@@ -219,19 +184,19 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
     paths = list_images(settings.inputs) if settings.inputs else []  # every path is checked before the model is loaded
     loaded = load_checkpoint(ckpt_path)
     data, classes = loaded.data, loaded.data.classes
-    class_indices = resolve_classes(settings.classes, classes, data.dataset)  # before anything is computed or written
+    chosen_classes = class_indices(settings.classes, classes, data.dataset)  # before anything is computed or written
     # All images are read and checked first: one bad file stops the run before anything is written.
     prepared = [prepare_image(p, data, settings.max_pixels)[0] for p in paths]
     embed = settings.embedding_samples != 0
     test_x = test_y = None  # the test set is read only when needed: own images without an embedding need no data
     if not paths or embed:
-        from src.data.datamodule import IDX_LAYOUT
+        from src.data.datasets import IDX_LAYOUT
 
         test_x, test_y = load_test_split(cfg.paths.data_dir, data, IDX_LAYOUT["t10k-labels-idx1-ubyte"][1])
     chosen = (
         choose_inputs(paths, prepared)
         if paths
-        else choose_test_images(test_x, test_y, class_indices, settings.images, classes)
+        else choose_test_images(test_x, test_y, chosen_classes, settings.images, classes)
     )
 
     out = Path(cfg.paths.output_dir)
@@ -285,6 +250,8 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
         "filters": [n for n, _ in conv_layers(net)],
     }
     print(f"Checkpoint: {loaded.path} (trained on {data.dataset}, epoch {loaded.epoch})")
+    if settings.classes:  # the names as the data set spells them, whatever the user typed (sweater: Pullover)
+        print(f"  classes: {', '.join(classes[i] for i in chosen_classes)}")
     for name, conv in conv_layers(net):
         print(
             f"  filters_{name}.png: {name}'s {conv.out_channels} filters of {'x'.join(map(str, conv.weight.shape[1:]))}"

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("DATA_DIR", str(ROOT.parent / "shared" / "datasets"))
-DATA_DIR = Path(os.environ["DATA_DIR"])
 
 # A few batches per stage: enough to exercise every hook, cheap enough for CI.
 TINY = [
@@ -25,6 +23,18 @@ TINY = [
     "trainer.limit_test_batches=2",
     "callbacks.progress_bar.refresh_rate=0",
 ]
+
+
+def compose_config(*overrides: str, config_name: str = "train") -> Any:
+    """A config composed as the entry point ``config_name`` composes it (Hydra's compose API, no hydra.* keys)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from src.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=False)
 
 
 def run_module(

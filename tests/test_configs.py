@@ -5,25 +5,22 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from src.config import CONFIG_DIR, validate
+from src.config import CONFIG_DIR
 from src.report import parameter_count
 from src.train import build
+from src.validation import validate
 from tests.helpers import TINY, run_module
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONFIG_DIR.iterdir() if g.is_dir()}
 
 
-def compose_run(overrides: list[str], tmp_path: Path):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=False)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path)
-    return cfg
+def in_folder(composed, tmp_path: Path):
+    """The composed config, writing into ``tmp_path``."""
+    with open_dict(composed):
+        composed.paths.output_dir = str(tmp_path)
+    return composed
 
 
 def test_groups_are_the_documented_ones():
@@ -53,18 +50,21 @@ def test_groups_are_the_documented_ones():
         if not (group == "trainer" and option in ("gpu", "ddp"))
     ],
 )
-def test_group_option_instantiates(override, tmp_path, data_dir):
-    cfg = compose_run([override], tmp_path)
-    datamodule, model, trainer = build(cfg)
+def test_group_option_instantiates(override, tmp_path, data_dir, cfg):
+    composed = in_folder(cfg(override), tmp_path)
+    datamodule, model, trainer = build(composed)
     assert isinstance(datamodule, L.LightningDataModule) and isinstance(trainer, L.Trainer)
-    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    side = 28 + 2 * composed.data.pad  # the model group's input size follows the data group's padding
+    assert model.net.input_size == side and model(torch.zeros(2, 1, side, side)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("scheduler", GROUPS["scheduler"])
 @pytest.mark.parametrize("optimizer", GROUPS["optimizer"])
-def test_optimizer_and_scheduler_build_and_step(optimizer, scheduler, tmp_path, data_dir):
+def test_optimizer_and_scheduler_build_and_step(optimizer, scheduler, tmp_path, data_dir, cfg):
     """configure_optimizers needs the trainer (run length), so each pair trains for a few batches."""
-    cfg = compose_run([f"optimizer={optimizer}", f"scheduler={scheduler}", *TINY, "logger=csv", "test=false"], tmp_path)
+    cfg = in_folder(
+        cfg(f"optimizer={optimizer}", f"scheduler={scheduler}", *TINY, "logger=csv", "test=false"), tmp_path
+    )
     datamodule, model, trainer = build(cfg)
     trainer.fit(model, datamodule=datamodule)
     opt = trainer.optimizers[0]
@@ -75,8 +75,8 @@ def test_optimizer_and_scheduler_build_and_step(optimizer, scheduler, tmp_path, 
 
 
 @pytest.mark.parametrize("experiment", GROUPS["experiment"])
-def test_experiment_composes(experiment, tmp_path, data_dir):
-    cfg = compose_run([f"experiment={experiment}"], tmp_path)
+def test_experiment_composes(experiment, tmp_path, data_dir, cfg):
+    cfg = in_folder(cfg(f"experiment={experiment}"), tmp_path)
     validate(cfg)  # every recipe passes the checks a user's command meets
     datamodule, model, trainer = build(cfg)
     params = sum(p.numel() for p in model.net.parameters())

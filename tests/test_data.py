@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from src.data import DataNotFoundError, MNISTDataModule, TensorBatches
-from src.data.datamodule import RAW_FILES
+from src.data import MNISTDataModule, TensorBatches
+from src.data.datasets import RAW_FILES
+from src.errors import DataNotFoundError
 
 FASHION_CLASSES = [
     "T-shirt/top",

@@ -22,26 +22,17 @@ from torchvision.datasets import MNIST
 
 from src.errors import CheckpointError
 from src.inference import ImageError, load_checkpoint, load_test_split, normalize, read_grayscale, to_mnist_format
-from tests.helpers import DATA_DIR, run_module
+from tests.conftest import TrainedRun
+from tests.helpers import run_module
 
 N_DIGITS = 100  # MNIST test digits per image form in the prediction test
 MIN_AGREEMENT = 0.90
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
-    """ONE checkpoint for the whole file: one full epoch of real MNIST (the fast recipe: ~98% test accuracy)."""
-    run = tmp_path_factory.mktemp("train")
-    result = run_module(
-        "src.train",
-        "experiment=fast_mnist",
-        "trainer.max_epochs=1",
-        "callbacks.progress_bar.refresh_rate=0",
-        f"hydra.run.dir={run}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((run / "metrics.json").read_text())
-    return {"run": run, "ckpt": Path(summary["best_checkpoint"]), "test_acc": summary["metrics"]["test/acc"]}
+def trained(mnist_run: TrainedRun) -> dict:
+    """The session's MNIST checkpoint: one full epoch of the fast recipe (~98% test accuracy)."""
+    return {"run": mnist_run.run, "ckpt": mnist_run.ckpt, "test_acc": mnist_run.test_acc}
 
 
 def assert_clean_failure(result, *fragments: str) -> None:
@@ -56,7 +47,7 @@ def assert_clean_failure(result, *fragments: str) -> None:
 def test_eval_reproduces_the_logged_test_accuracy(trained: dict, tmp_path: Path):
     result = run_module("src.eval", f"ckpt_path={trained['ckpt']}", f"paths.log_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = list(tmp_path.glob("eval/*/*"))  # outputs/eval/<date>/<time>_<pid>, like train's run folders
+    runs = list(tmp_path.glob("eval/runs/*/*"))  # outputs/eval/runs/<date>/<time>_<pid>, as every entry point
     assert len(runs) == 1 and re.fullmatch(r"\d\d-\d\d-\d\d_\d+", runs[0].name), runs
     out = runs[0]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -86,13 +77,36 @@ def test_eval_refuses_a_checkpoint_of_another_data_set(trained: dict, tmp_path: 
 def test_summary_prints_the_layer_table_without_data(tmp_path: Path):
     result = run_module("src.summary", f"hydra.run.dir={tmp_path}", env={"DATA_DIR": str(tmp_path / "no-data-here")})
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line.split() for line in result.stdout.splitlines() if re.match(r"^(features|classifier)\.\d", line)]
-    shapes = [r[2] for r in rows if r[1] in ("(Conv2d)", "(MaxPool2d)", "(Flatten)", "(Linear)")]
-    assert shapes == ["6x28x28", "6x14x14", "16x10x10", "16x5x5", "400", "120", "84", "10"], result.stdout
-    assert [r[3] for r in rows if r[1] == "(Conv2d)"] == ["156", "2,416"]
-    assert "Total params: 61,706" in result.stdout and "1x32x32" in result.stdout
-    assert [r[1] for r in rows].count("(ReLU)") == 4  # the default model: relu, max pooling
+    # Lightning's ModelSummary: | name | type | params | mode | FLOPs | in sizes | out sizes
+    rows = [[c.strip() for c in line.split("|")] for line in result.stdout.splitlines() if " | net." in line]
+    layers = {r[1]: r for r in rows}
+    outs = [r[-1] for r in rows if r[2] in ("Conv2d", "MaxPool2d", "Flatten", "Linear")]
+    assert outs == [
+        "[1, 6, 28, 28]",
+        "[1, 6, 14, 14]",
+        "[1, 16, 10, 10]",
+        "[1, 16, 5, 5]",
+        "[1, 400]",
+        "[1, 120]",
+        "[1, 84]",
+        "[1, 10]",
+    ], result.stdout
+    assert layers["net.features.0"][-2] == "[1, 1, 32, 32]"  # 28x28 padded by data.pad=2
+    assert [r[3] for r in rows if r[2] == "Conv2d"] == ["156", "2.4 K"]
+    assert "Total params: 61,706" in result.stdout
+    assert [r[2] for r in rows].count("ReLU") == 4  # the default model: relu, max pooling
     assert (tmp_path / "summary.txt").read_text() == result.stdout
+
+
+def test_summary_takes_a_recipe_and_the_data_groups_padding(tmp_path: Path):
+    best = run_module("src.summary", "experiment=best_mnist", f"hydra.run.dir={tmp_path / 'best'}")
+    assert best.returncode == 0, best.stderr[-3000:]
+    assert "Total params: 69,498" in best.stdout  # best_mnist: 16/32 channels, batch norm, 64-wide hidden layers
+    unpadded = run_module("src.summary", "data.pad=0", f"hydra.run.dir={tmp_path / 'pad0'}")
+    assert unpadded.returncode == 0, unpadded.stderr[-3000:]
+    # 28x28 inputs: conv2 gives 16x4x4 = 256 features, so the first linear layer has 256*120+120 parameters
+    assert "[1, 1, 28, 28]" in unpadded.stdout and "[1, 256]" in unpadded.stdout
+    assert "Total params: 44,426" in unpadded.stdout
 
 
 # -- predict ---------------------------------------------------------------------------------------------------------
@@ -258,11 +272,11 @@ BAD_CASES = {
 
 
 @pytest.fixture(scope="module")
-def bad_runs(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def bad_runs(trained: dict, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
     """All bad-input runs, two at a time (each is a short process start; the machine has 2 cores)."""
     folder = tmp_path_factory.mktemp("bad")
     good_image = folder / "seven.png"
-    Image.fromarray(MNIST(str(DATA_DIR), train=False).data[0].numpy()).save(good_image)
+    Image.fromarray(MNIST(str(data_dir), train=False).data[0].numpy()).save(good_image)
     jobs = {}
     for name, (module, kind, _) in BAD_CASES.items():
         case = folder / name

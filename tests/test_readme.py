@@ -5,8 +5,9 @@ The commands are read from README.md's fenced code blocks (and ``$ `` prompts), 
 - sweeps (``-m``) are expanded into their combinations, and each must compose with Hydra and pass validation;
 - ``src.summary`` runs (it needs no data); ``src.bench`` lines must parse, and their ``--extra`` overrides compose;
 - a ``$ `` prompt followed by output must print that output (``[...]`` stands for any prefix, ``...`` for more lines);
-- commands that need a checkpoint or an existing folder (``<placeholders>``, ``src.report``) are skipped, each
-  by name, so the skip shows in the test summary.
+- commands that need a checkpoint or an existing folder (``<placeholders>``, ``src.report``) run on real ones: the
+  session's trained checkpoints, MNIST test digits saved as the image files they name, a copy of a finished run;
+  SLURM sweeps (``<partition>``) compose for every job, as the other sweeps do.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import itertools
 import runpy
 import shlex
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,12 +24,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from src.config import CONFIG_DIR, validate
-from tests.helpers import ROOT, TINY, run_module
+from src.validation import validate
+from tests.helpers import ROOT, TINY, compose_config, run_module
 
 README = ROOT / "README.md"
 
@@ -83,23 +83,22 @@ def readme_commands(path: Path = README) -> list[Command]:
 COMMANDS = readme_commands()
 
 
-def skip_reason(command: Command) -> str | None:
-    if command.module == "src.report":
-        return "src.report needs a finished sweep's folder"
-    if "<" in command.text:
-        return "needs a checkpoint or an existing folder (a <placeholder>)"
-    return None
+def needs_artefacts(command: Command) -> bool:
+    """Needs a checkpoint or an existing folder: a ``<placeholder>``, or src.report (a finished sweep's folder)."""
+    return command.module == "src.report" or "<" in command.text
 
 
 def select(module: str, sweep: bool | None = None) -> list[Command]:
-    return [c for c in COMMANDS if c.module == module and not skip_reason(c) and (sweep is None or c.sweep == sweep)]
+    return [
+        c for c in COMMANDS if c.module == module and not needs_artefacts(c) and (sweep is None or c.sweep == sweep)
+    ]
 
 
 TRAIN_RUNS = select("src.train", sweep=False)
 SWEEPS = select("src.train", sweep=True)
 SUMMARIES = select("src.summary")
 BENCHES = select("src.bench")
-SKIPPED = [c for c in COMMANDS if skip_reason(c)]
+WITH_ARTEFACTS = [c for c in COMMANDS if needs_artefacts(c)]
 
 
 def ids(commands: list[Command]) -> list[str]:
@@ -110,14 +109,56 @@ def test_the_readme_shows_commands_of_every_kind():
     """A parser that finds nothing would make every test below pass vacuously."""
     assert len(TRAIN_RUNS) >= 5 and SWEEPS and SUMMARIES and BENCHES, [str(c) for c in COMMANDS]
     assert any(c.text == "python -m src.train" for c in TRAIN_RUNS), "the README's first run, as shown"
-    handled = {id(c) for c in TRAIN_RUNS + SWEEPS + SUMMARIES + BENCHES + SKIPPED}
+    handled = {id(c) for c in TRAIN_RUNS + SWEEPS + SUMMARIES + BENCHES + WITH_ARTEFACTS}
     unhandled = [str(c) for c in COMMANDS if id(c) not in handled]
     assert not unhandled, f"README commands this test has no rule for: {unhandled}"
 
 
-@pytest.mark.parametrize("command", SKIPPED, ids=ids(SKIPPED))
-def test_commands_that_need_a_checkpoint_or_folder_are_skipped(command: Command):
-    pytest.skip(f"{skip_reason(command)}: {command}")
+def digit_files(given: str, tmp_path: Path, data_dir: Path) -> str:
+    """``inputs=`` as the README writes it (``[seven.png,two.jpg]`` or ``my_digits/``), made real: MNIST test digits
+    saved under those names in ``tmp_path``; returns the value with their paths."""
+    from PIL import Image
+    from torchvision.datasets import MNIST
+
+    digits = MNIST(str(data_dir), train=False).data[:3].numpy()
+    if given.startswith("["):
+        names = [n.strip() for n in given.strip("[]").split(",")]
+        for name, digit in zip(names, digits):
+            Image.fromarray(digit).save(tmp_path / name)
+        return "[" + ",".join(str(tmp_path / n) for n in names) + "]"
+    folder = tmp_path / given.rstrip("/")
+    folder.mkdir(parents=True)
+    for n, digit in enumerate(digits):
+        Image.fromarray(digit).save(folder / f"digit{n}.png")
+    return str(folder)
+
+
+@pytest.mark.parametrize("command", WITH_ARTEFACTS, ids=ids(WITH_ARTEFACTS))
+def test_commands_on_a_checkpoint_or_folder_run_as_shown(
+    command: Command, tmp_path: Path, data_dir: Path, mnist_run, fashion_run
+):
+    if command.sweep:  # a SLURM sweep: every job composes with a partition's name in place of <partition>
+        for job in combinations([a.replace("<partition>", "debug") for a in command.argv]):
+            compose_and_validate(job)
+        return
+    # garment classes (d2l's sweaters and coats) need the Fashion-MNIST checkpoint; everything else the MNIST one
+    ckpt = fashion_run.ckpt if any(a.startswith("classes=") for a in command.argv) else mnist_run.ckpt
+    args = [a.replace("<checkpoint>", str(ckpt)) for a in command.argv]
+    args = ["inputs=" + digit_files(a[7:], tmp_path, data_dir) if a.startswith("inputs=") else a for a in args]
+    if command.module == "src.report":  # the folder it reads: a finished run, copied
+        shutil.copytree(mnist_run.run, tmp_path / "sweep" / "0_seed=1")
+        args[0] = str(tmp_path / "sweep")
+    else:
+        args.append(f"paths.log_dir={tmp_path / 'outputs'}")
+    assert "<" not in " ".join(args), f"{command}: a placeholder this test cannot fill"
+    result = run_module(command.module, *args)
+    assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stderr[-3000:]}"
+    if command.module == "src.report":
+        assert (tmp_path / "sweep" / "report.md").is_file()
+    else:
+        (run,) = (tmp_path / "outputs").glob("*/runs/*/*")  # outputs/<task_name>/runs/<date>/<time>_<pid>
+        assert run.parent.parent.parent.name == command.module.removeprefix("src."), run
+    assert_shows(command, result.stdout + result.stderr)
 
 
 # --- single training runs: for real, on a tiny budget ---------------------------------------------------------
@@ -184,9 +225,7 @@ def combinations(argv: list[str]) -> list[list[str]]:
 
 
 def compose_and_validate(overrides: list[str]) -> None:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        validate(compose("train", overrides=overrides, return_hydra_config=False))
+    validate(compose_config(*overrides))
 
 
 @pytest.mark.parametrize("command", SWEEPS, ids=ids(SWEEPS))

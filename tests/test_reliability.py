@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from src.config import CONFIG_DIR, validate
+from src.callbacks import RNGStateCheckpoint
 from src.data import MNISTDataModule
 from src.errors import ConfigError, DataIntegrityError
-from src.reliability import RNGStateCheckpoint
-from tests.helpers import ROOT, TINY, run_module, sweep_jobs
+from src.validation import validate
+from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
 
 QUIET = "callbacks.progress_bar.refresh_rate=0"
 
@@ -93,6 +91,48 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path, data_
     wa, wb = final_state(whole), final_state(resumed)
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ after resume"
+
+
+def test_a_resumed_run_reads_in_tensorboard_and_history_as_one_never_stopped(tmp_path: Path, data_dir):
+    """A run stopped after writing events past its checkpoint (killed mid-epoch, then requeued or resumed in its own
+    folder): TensorBoard shows each step once, with the resumed run's values, exactly the uninterrupted run's curves;
+    history.json has every epoch with its train and validation metrics."""
+    recipe = [
+        *TINY,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=6",
+        "trainer.log_every_n_steps=1",
+        "trainer.deterministic=true",
+        "seed=5",
+    ]
+    whole, stopped, kept = tmp_path / "whole", tmp_path / "stopped", tmp_path / "kept"
+    assert run_module("src.train", *recipe, f"hydra.run.dir={whole}").returncode == 0
+    # The stopped run: the whole of both epochs written to its events, but its checkpoint from the end of epoch 0,
+    # as a run killed late in epoch 1 leaves it.
+    every_epoch = [
+        "+callbacks.every_epoch._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"+callbacks.every_epoch.dirpath={kept}",
+        "+callbacks.every_epoch.monitor=val/loss",  # every epoch kept (save_top_k=-1), whatever it monitors
+        "+callbacks.every_epoch.save_top_k=-1",
+        "+callbacks.every_epoch.filename='{epoch}'",
+    ]
+    assert run_module("src.train", *recipe, *every_epoch, f"hydra.run.dir={stopped}").returncode == 0
+    shutil.copy(kept / "epoch=0.ckpt", stopped / "checkpoints" / "last.ckpt")
+    (stopped / "checkpoints" / "last.ckpt").touch()  # the newest: the one resume= picks
+    result = run_module("src.train", *recipe, f"resume={stopped}", f"hydra.run.dir={stopped}")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    a, b = read_scalars(whole), read_scalars(stopped)
+    assert set(a.Tags()["scalars"]) == set(b.Tags()["scalars"])
+    for tag in a.Tags()["scalars"]:
+        steps_a, steps_b = [e.step for e in a.Scalars(tag)], [e.step for e in b.Scalars(tag)]
+        assert steps_b == steps_a, f"{tag}: steps {steps_b}, uninterrupted {steps_a}"
+        if not tag.startswith("time/"):  # seconds and images/s: the clock's, not the run's
+            assert [e.value for e in b.Scalars(tag)] == pytest.approx([e.value for e in a.Scalars(tag)], rel=1e-5), tag
+    history_a, history_b = (json.loads((run / "history.json").read_text()) for run in (whole, stopped))
+    assert [set(row) for row in history_b] == [{"epoch", "step", "train/loss", "train/acc", "val/loss", "val/acc"}] * 2
+    for row_a, row_b in zip(history_a, history_b):
+        assert row_b == pytest.approx(row_a, rel=1e-5)
 
 
 @pytest.mark.parametrize("where", ["new folder", "same folder"])
@@ -272,22 +312,16 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize("override,named,allowed", BAD_CONFIGS)
-def test_bad_value_is_named_with_what_is_allowed(override, named, allowed):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[override])
+def test_bad_value_is_named_with_what_is_allowed(override, named, allowed, cfg):
     with pytest.raises(ConfigError) as err:
-        validate(cfg)
+        validate(cfg(override))
     assert named in str(err.value) and allowed in str(err.value)
 
 
-def test_arguments_the_optimizer_does_not_take_are_named():
+def test_arguments_the_optimizer_does_not_take_are_named(cfg):
     # fast_mnist sets SGD's momentum and nesterov; swapping in Adam would otherwise fail deep inside Lightning
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=fast_mnist", "optimizer=adam"])
     with pytest.raises(ConfigError) as err:
-        validate(cfg)
+        validate(cfg("experiment=fast_mnist", "optimizer=adam"))
     assert "optimizer.momentum: not an argument of torch.optim.Adam" in str(err.value) and "betas" in str(err.value)
 
 

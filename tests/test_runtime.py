@@ -4,10 +4,11 @@ import json
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATA_DIR, ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt needs Linux with glibc")
 
@@ -56,13 +57,12 @@ TRAINING_STEPS = (
     SETUP
     + """
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from hydra.utils import instantiate
 from src.data import MNISTDataModule
-from src.models import lenet5_from_config
 
 dm = MNISTDataModule(data_dir=cfg.paths.data_dir)
 dm.setup()
-net = lenet5_from_config(OmegaConf.to_container(cfg.model))
+net = instantiate(cfg.model)
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 per_step = []
 for i, (x, y) in enumerate(dm.train_dataloader()):
@@ -79,9 +79,9 @@ print(json.dumps(statistics.median(per_step[10:])))
 )
 
 
-def run_script(script: str, reuse: bool) -> float:
+def run_script(script: str, reuse: bool, data_dir: Path | None = None) -> float:
     """Run one of the scripts above in a fresh process; return the number it prints."""
-    overrides = [f"reuse_cpu_memory={str(reuse).lower()}", f"paths.data_dir={DATA_DIR}"]
+    overrides = [f"reuse_cpu_memory={str(reuse).lower()}", *([f"paths.data_dir={data_dir}"] if data_dir else [])]
     result = subprocess.run(
         [sys.executable, "-c", script, *overrides], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -104,6 +104,6 @@ def test_freed_blocks_are_reused_without_new_pages():
     assert run_script(REALLOCATE, reuse=True) < 100
 
 
-def test_training_steps_on_mnist_do_not_page_fault_with_reuse():
+def test_training_steps_on_mnist_do_not_page_fault_with_reuse(data_dir: Path):
     # A batch-256 LeNet-5 step allocates ~5 MiB activations; the median step after warm-up maps no new pages.
-    assert run_script(TRAINING_STEPS, reuse=True) < 20
+    assert run_script(TRAINING_STEPS, reuse=True, data_dir=data_dir) < 20

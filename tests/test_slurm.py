@@ -333,6 +333,9 @@ def test_ddp_job_with_two_tasks_trains_through_lightnings_slurm_environment(tmp_
     assert "distributed_backend=gloo" in job_log(sweep, job, task=0)
     (run,) = sweep_jobs(sweep)  # one run folder for both ranks
     summary = json.loads((run / "metrics.json").read_text())
-    assert summary["status"] == "completed" and 0 <= summary["metrics"]["test/acc"] <= 1
+    assert summary["status"] == "completed"
+    matrix = summary["test_confusion_matrix"]  # 2 test batches of 500 on each rank, summed over both
+    assert sum(map(sum, matrix)) == 2_000
+    assert summary["metrics"]["test/acc"] == pytest.approx(sum(matrix[i][i] for i in range(10)) / 2_000, abs=1e-6)
     assert final(run)["global_step"] == 3  # 3 batches per rank: the ranks stepped together
     assert len(list(run.glob("events.out.tfevents.*"))) >= 1

@@ -135,7 +135,7 @@ def test_launchers_run_every_job_in_the_sweeps_one_folder(launcher: str, tmp_pat
         f"paths.log_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    sweeps = list(tmp_path.glob("multirun/*/*"))
+    sweeps = list(tmp_path.glob("train/multiruns/*/*"))
     assert len(sweeps) == 1, sweeps
     jobs = sweep_jobs(sweeps[0])
     assert [j.name for j in jobs] == ["0_model.activation=relu", "1_model.activation=tanh"]

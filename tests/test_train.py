@@ -50,7 +50,10 @@ def test_train_end_to_end(tmp_path: Path, data_dir):
     assert any(p.name.startswith("best-") for p in (tmp_path / "checkpoints").iterdir())
 
     summary = json.loads((tmp_path / "metrics.json").read_text())
-    assert 0 <= summary["metrics"]["test/acc"] <= 1
+    # TINY tests 2 batches of 500: the confusion matrix counts those 1,000 images, and test/acc is its diagonal's share
+    matrix = torch.tensor(summary["test_confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 1_000
+    assert summary["metrics"]["test/acc"] == pytest.approx(matrix.trace().item() / 1_000, abs=1e-6)
     assert summary["metrics"]["test/acc"] == pytest.approx(acc.Scalars("test/acc")[-1].value, abs=1e-6)
     assert (tmp_path / ".hydra" / "config.yaml").is_file() and (tmp_path / "train.log").is_file()
     assert "Final metrics: " in (tmp_path / "train.log").read_text()
@@ -60,7 +63,7 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path: Path, data_di
     cmd = [sys.executable, "-m", "src.train", *TINY, "test=false", f"paths.log_dir={tmp_path}"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
-    runs = sorted(tmp_path.glob("runs/*/*"))
+    runs = sorted(tmp_path.glob("train/runs/*/*"))  # outputs/train/runs/<date>/<time>_<pid>
     assert len(runs) == 2, runs
     assert all((run / "checkpoints" / "last.ckpt").is_file() for run in runs)
 
@@ -160,7 +163,7 @@ def test_multirun_writes_one_folder_per_job(tmp_path: Path, data_dir):
 
 
 def test_compiled_model_trains(tmp_path: Path, data_dir):
-    result = run_module("src.train", "model.compile=true", *TINY, f"hydra.run.dir={tmp_path}")
+    result = run_module("src.train", "compile=true", *TINY, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
     # the checkpoint holds the plain model's keys, so it loads into an uncompiled LeNet-5
@@ -169,7 +172,8 @@ def test_compiled_model_trains(tmp_path: Path, data_dir):
 
 
 def test_ddp_on_two_cpu_processes(tmp_path: Path, data_dir):
-    """Lightning's own DDP (gloo on CPU); each rank draws its shard of the epoch's permutation."""
+    """Lightning's own DDP (gloo on CPU); each rank draws its shard of the epoch's permutation and tests half of the
+    test set: the confusion matrix (torchmetrics, synced across the ranks) counts all 10,000 test images."""
     result = run_module(
         "src.train",
         "trainer=ddp",
@@ -177,14 +181,22 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path, data_dir):
         "trainer.devices=2",
         "torch_threads=1",
         *TINY,
+        "trainer.limit_test_batches=null",
         "trainer.log_every_n_steps=1",
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr and "All distributed processes registered" in result.stderr
     summary = json.loads((tmp_path / "metrics.json").read_text())
-    assert summary["status"] == "completed" and 0 <= summary["metrics"]["test/acc"] <= 1
+    assert summary["status"] == "completed"
+    matrix = torch.tensor(summary["test_confusion_matrix"])
+    assert matrix.sum() == 10_000  # both ranks' 5,000 each, not rank zero's shard alone
+    assert matrix.sum(dim=1).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # MNIST's test set
+    assert summary["metrics"]["test/acc"] == pytest.approx(matrix.trace().item() / 10_000, abs=1e-6)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    # one log file per process: rank 0's train.log, rank 1's train_rank1.log, never both writing one file
+    assert (tmp_path / "train.log").is_file() and (tmp_path / "train_rank1.log").is_file()
+    assert "Final metrics" in (tmp_path / "train.log").read_text()
 
 
 @pytest.mark.parametrize("override", ["trainer.accelerator=gpu", "trainer=gpu"])
@@ -283,11 +295,11 @@ def test_time_to_accuracy_counts_every_training_batch_around_mid_epoch_validatio
     training batch, so all of an epoch's training is counted and none of its validation. A fake clock: 1 s per read."""
     from types import SimpleNamespace
 
-    from src import callbacks
+    from src.bench import time_to_accuracy
 
     clock = iter(range(100))
-    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: float(next(clock)))
-    tta = callbacks.TimeToAccuracy(target=0.99)
+    monkeypatch.setattr(time_to_accuracy.time, "perf_counter", lambda: float(next(clock)))
+    tta = time_to_accuracy.TimeToAccuracy(target=0.99)
     trainer, module = SimpleNamespace(sanity_checking=False), SimpleNamespace(device=torch.device("cpu"))
     tta.on_train_batch_start(trainer, module, None, 0)  # clock 0: training starts
     tta.on_train_batch_start(trainer, module, None, 1)  # the clock already runs: no restart

@@ -22,10 +22,11 @@ from torch import nn
 from torchvision.datasets import MNIST, FashionMNIST
 
 from src.inference import load_checkpoint, load_test_split
-from src.models.lenet5 import lenet5_from_config
+from src.models import build_network
 from src.plots import feature_maps_figure, filter_grid, filter_mosaic
 from src.visualize import EMBEDDING_TAG, METADATA_HEADER, conv_layers, embedding_indices, feature_stages, run_network
-from tests.helpers import TINY, TensorBoardServer, read_scalars, run_module
+from tests.conftest import TrainedRun
+from tests.helpers import TensorBoardServer, read_scalars, run_module
 from tests.test_inference import assert_clean_failure
 
 CLASSIC_STAGES = ["conv1 + ReLU", "pool1 (MaxPool2d)", "conv2 + ReLU", "pool2 (MaxPool2d)"]
@@ -33,18 +34,9 @@ CLASSIC_SHAPES = [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5)]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
-    """One tiny training run per data set (a few batches), trained side by side: {data set: run folder}."""
-    folder = tmp_path_factory.mktemp("train")
-
-    def train(dataset: str) -> Path:
-        run = folder / dataset
-        result = run_module("src.train", f"data={dataset}", *TINY, f"hydra.run.dir={run}")
-        assert result.returncode == 0, result.stderr[-3000:]
-        return run
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(("mnist", "fashion_mnist"), pool.map(train, ("mnist", "fashion_mnist"))))
+def runs(mnist_run: TrainedRun, fashion_run: TrainedRun) -> dict[str, Path]:
+    """The session's trained runs, by data set: {data set: run folder}."""
+    return {"mnist": mnist_run.run, "fashion_mnist": fashion_run.run}
 
 
 def checkpoint(run: Path) -> Path:
@@ -54,7 +46,9 @@ def checkpoint(run: Path) -> Path:
 def visualize(*overrides: str, log_dir: Path, env: dict[str, str] | None = None) -> tuple[Path | None, object]:
     """Run src.visualize as a user would, into ``log_dir``; (its run folder, the completed process)."""
     result = run_module("src.visualize", *overrides, f"paths.log_dir={log_dir}", env=env)
-    folders = list(log_dir.glob("visualize/*/*"))  # outputs/visualize/<date>/<time>_<pid>, like the other entry points
+    folders = list(
+        log_dir.glob("visualize/runs/*/*")
+    )  # outputs/visualize/runs/<date>/<time>_<pid>, as every entry point
     assert len(folders) <= 1, folders
     return (folders[0] if folders else None), result
 
@@ -113,7 +107,7 @@ def test_stages_are_found_by_module_type_and_read_from_the_real_forward_pass(run
 
 
 def test_stages_of_a_batch_norm_tanh_network_are_named_by_what_lies_between():
-    net = lenet5_from_config({"activation": "tanh", "pooling": "avg", "batch_norm": True, "dropout": 0.5})
+    net = build_network({"activation": "tanh", "pooling": "avg", "batch_norm": True, "dropout": 0.5})
     stages = feature_stages(net)
     assert [name for name, _ in stages] == [
         "conv1 + BatchNorm2d + Tanh",
@@ -288,14 +282,29 @@ def test_own_images_are_prepared_and_predicted_as_src_predict_does(
         assert float(row["probability"]) == pytest.approx(float(theirs[name]["probability"]), abs=1e-6)
 
 
-def test_a_misspelt_class_is_refused_naming_the_valid_ones(runs: dict[str, Path], tmp_path: Path):
-    # d2l's "sweaters" are Fashion-MNIST's Pullover
+def test_classes_are_taken_as_people_write_them(runs: dict[str, Path], tmp_path: Path):
+    # d2l's exercise says "sweaters and coats": Fashion-MNIST's Pullover and Coat, shown by their own names
     out, result = visualize(
-        f"ckpt_path={checkpoint(runs['fashion_mnist'])}", "classes=[Sweater,Coat]", log_dir=tmp_path
+        f"ckpt_path={checkpoint(runs['fashion_mnist'])}",
+        "classes=[Sweater,COATS,t-shirt]",
+        "images=1",
+        "embedding.samples=0",
+        log_dir=tmp_path,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "classes: Pullover, Coat, T-shirt/top" in result.stdout
+    assert [p.stem.split("_")[1] for p in sorted((out / "feature_maps").iterdir())] == [
+        "pullover",
+        "coat",
+        "t-shirt-top",
+    ]
+
+
+def test_a_misspelt_class_is_refused_naming_the_valid_ones(runs: dict[str, Path], tmp_path: Path):
+    out, result = visualize(f"ckpt_path={checkpoint(runs['fashion_mnist'])}", "classes=[Sweatr,Coat]", log_dir=tmp_path)
     assert_clean_failure(
         result,
-        "'Sweater' is not a class of fashion_mnist",
+        "'Sweatr' is not a class of fashion_mnist",
         "valid: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot",
     )
     assert sorted(p.name for p in out.iterdir()) == [".hydra", "visualize.log"]  # nothing drawn, no events

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             # test accuracy four times an epoch: the stopwatch stops within a quarter epoch of reaching the target
             tta = [
                 "experiment=fast_mnist",
-                "+callbacks.time_to_accuracy._target_=src.callbacks.TimeToAccuracy",
+                "+callbacks.time_to_accuracy._target_=src.bench.time_to_accuracy.TimeToAccuracy",
                 "+callbacks.time_to_accuracy.target=0.99",
                 "trainer.val_check_interval=0.25",
                 f"seed={SEED}",

@@ -81,12 +81,9 @@ class MinimalLitLeNet5(L.LightningModule):
 
     def __init__(self, cfg: Any) -> None:
         from hydra.utils import instantiate
-        from omegaconf import OmegaConf
-
-        from src.models import lenet5_from_config
 
         super().__init__()
-        self.net = lenet5_from_config(OmegaConf.to_container(cfg.model))
+        self.net = instantiate(cfg.model)
         self.optimizer_fn = instantiate(cfg.optimizer)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -104,7 +101,8 @@ def run_paired(
     Epochs, data, model and optimizer all come from the composed config, at every level."""
     from hydra.utils import instantiate
 
-    from src.train import build, build_model
+    from src.lit_module import LitLeNet5
+    from src.train import build
 
     limits = [f"trainer.limit_{stage}_batches={limit}" for stage in ("train", "val")] if limit is not None else []
     cfg = compose_config([*overrides, *limits, f"paths.output_dir={output_dir}", f"trainer.accelerator={accelerator}"])
@@ -117,7 +115,7 @@ def run_paired(
         trainer.callbacks.append(steps)
     else:
         datamodule = instantiate(cfg.data)
-        model = MinimalLitLeNet5(cfg) if level == "minimal" else build_model(cfg)
+        model = MinimalLitLeNet5(cfg) if level == "minimal" else LitLeNet5.from_config(cfg)
         trainer = L.Trainer(
             accelerator=accelerator,
             devices=1,

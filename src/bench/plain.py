@@ -32,11 +32,8 @@ def evaluate(net: torch.nn.Module, loader: Any, device: torch.device, limit: int
 def plain_setup(cfg: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
     """Network, optimizer and tensor-resident data on ``device``, built from a composed config as src.train does."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from src.models import lenet5_from_config
-
-    net = lenet5_from_config(OmegaConf.to_container(cfg.model)).to(device)
+    net = instantiate(cfg.model).to(device)
     opt = instantiate(cfg.optimizer)(net.parameters())
     dm = instantiate(cfg.data)
     dm.setup(device=device)

@@ -1,3 +1,4 @@
-from src.data.datamodule import DATASETS, DataNotFoundError, MNISTDataModule, TensorBatches
+from src.data.datamodule import MNISTDataModule, TensorBatches
+from src.data.datasets import DATASETS
 
-__all__ = ["DATASETS", "DataNotFoundError", "MNISTDataModule", "TensorBatches"]
+__all__ = ["DATASETS", "MNISTDataModule", "TensorBatches"]

@@ -29,7 +29,9 @@ from torch import Tensor
 class BatchAugment:
     """Random shift, rotation, zoom and mirror of a batch of images ``(N, C, H, W)`` with a black (0) background."""
 
-    def __init__(self, translate: int = 0, degrees: float = 0.0, scale: Sequence[float] = (1.0, 1.0), flip: float = 0.0) -> None:
+    def __init__(
+        self, translate: int = 0, degrees: float = 0.0, scale: Sequence[float] = (1.0, 1.0), flip: float = 0.0
+    ) -> None:
         self.translate, self.degrees, self.flip = int(translate), float(degrees), float(flip)
         self.scale = (float(scale[0]), float(scale[1]))
 
@@ -96,8 +98,14 @@ class BatchAugment:
 
         steps: list[Any] = []
         if self.affine:
-            steps.append(v2.RandomAffine(self.degrees, scale=self.scale, interpolation=InterpolationMode.BILINEAR,
-                                         translate=(self.translate / size,) * 2 if self.translate else None))
+            steps.append(
+                v2.RandomAffine(
+                    self.degrees,
+                    scale=self.scale,
+                    interpolation=InterpolationMode.BILINEAR,
+                    translate=(self.translate / size,) * 2 if self.translate else None,
+                )
+            )
         elif self.translate:
             steps.append(v2.RandomCrop(size, padding=self.translate))
         if self.flip:

@@ -10,9 +10,7 @@ Two pipelines serve the same samples with the same statistics:
 
 from __future__ import annotations
 
-import hashlib
 import math
-import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,82 +21,14 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
-from torchvision import datasets, transforms
+from torchvision import transforms
 
-from src.config import padded_size
+from src.checks import check_choice
 from src.data.augment import BatchAugment
-from src.errors import DataIntegrityError, DataNotFoundError
-from src.models.lenet5 import check_choice
+from src.data.datasets import DATASETS, RAW_FILES, padded_size, raw_folder, verify_raw_files
+from src.errors import DataNotFoundError
 
-DATASETS: dict[str, type[datasets.MNIST]] = {
-    "mnist": datasets.MNIST,
-    "fashion_mnist": datasets.FashionMNIST,
-}
 PIPELINES = ("tensor", "classic")
-# Each raw IDX file: (magic number, item count). 2051 = unsigned bytes, 3 dims (images); 2049 = 1 dim (labels).
-IDX_LAYOUT = {
-    "train-images-idx3-ubyte": (2051, 60_000),
-    "train-labels-idx1-ubyte": (2049, 60_000),
-    "t10k-images-idx3-ubyte": (2051, 10_000),
-    "t10k-labels-idx1-ubyte": (2049, 10_000),
-}
-RAW_FILES = tuple(IDX_LAYOUT)
-# sha256 of the original, uncompressed files (the ones torchvision downloads and gunzips).
-SHA256 = {
-    "mnist": {
-        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    },
-    "fashion_mnist": {
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
-}
-
-
-def raw_folder(data_dir: str | Path, dataset: str) -> Path:
-    """Where torchvision keeps a data set's IDX files: ``<data_dir>/<MNIST|FashionMNIST>/raw``."""
-    return Path(data_dir) / DATASETS[dataset].__name__ / "raw"
-
-
-def verify_raw_files(folder: Path, dataset: str) -> None:
-    """Check each IDX file's header, size and sha256 against the original; raise naming the file and the fault.
-
-    torchvision checks an md5 only when it downloads, and reads a same-size corrupted file as silent garbage.
-    """
-    for name, (magic, count) in IDX_LAYOUT.items():
-        path = folder / name
-        is_images = magic == 2051
-        header_size = 16 if is_images else 8
-        expected_size = header_size + count * (28 * 28 if is_images else 1)
-        with open(path, "rb") as f:
-            header = f.read(header_size)
-        size = path.stat().st_size
-        if len(header) < header_size:
-            raise DataIntegrityError(f"{path}: truncated: {size} bytes, expected {expected_size}")
-        found_magic, found_count = struct.unpack(">II", header[:8])
-        kind = "images" if is_images else "labels"
-        if found_magic != magic:
-            raise DataIntegrityError(f"{path}: wrong header: magic number {found_magic}, expected {magic} (IDX {kind})")
-        if found_count != count:
-            raise DataIntegrityError(f"{path}: wrong header: {found_count} {kind}, expected {count}")
-        if is_images and struct.unpack(">II", header[8:16]) != (28, 28):
-            raise DataIntegrityError(f"{path}: wrong header: images of {struct.unpack('>II', header[8:16])}, expected (28, 28)")
-        if size != expected_size:
-            fault = "truncated" if size < expected_size else "too long"
-            raise DataIntegrityError(f"{path}: {fault}: {size} bytes, expected {expected_size}")
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-        if digest != SHA256[dataset][name]:
-            raise DataIntegrityError(
-                f"{path}: changed bytes: sha256 {digest} differs from the original's {SHA256[dataset][name]}. "
-                "Replace the file with the original (delete it and let torchvision download it again), "
-                "or set data.verify=false to use a modified copy on purpose."
-            )
 
 
 def pixel_stats(images: Tensor) -> tuple[float, float]:
@@ -155,7 +85,9 @@ class TensorBatches:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state.get("seed", self.sampler.seed) != self.sampler.seed:
-            raise ValueError(f"the checkpoint's training order has data.seed={state['seed']}, this run {self.sampler.seed}")
+            raise ValueError(
+                f"the checkpoint's training order has data.seed={state['seed']}, this run {self.sampler.seed}"
+            )
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # One host-to-device copy of the epoch's order; every batch after that is pure device indexing.
@@ -167,12 +99,15 @@ class TensorBatches:
             images = self.images[idx].float()
             if self.augment is not None:
                 # Before normalising: the border an image is shifted away from is black, as MNIST's background.
-                images = self.augment(images, BatchAugment.generator(images.device, sampler.seed, sampler.epoch, sampler.rank, batch))
+                images = self.augment(
+                    images, BatchAugment.generator(images.device, sampler.seed, sampler.epoch, sampler.rank, batch)
+                )
             yield images.mul_(self.scale).sub_(self.shift), self.labels[idx]
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST or Fashion-MNIST, padded to 32x32, normalised with the training split's own statistics."""
+    """MNIST or Fashion-MNIST, padded by ``pad`` pixels on each side (32x32 by default), normalised with the training
+    split's own statistics."""
 
     def __init__(
         self,
@@ -269,10 +204,18 @@ class MNISTDataModule(L.LightningDataModule):
 
             def transform(train: bool) -> transforms.Compose:
                 extra = augment.classic_transforms(padded_size(hp.pad)) if train and augment else []
-                return transforms.Compose([transforms.Pad(hp.pad), *extra, transforms.ToTensor(),
-                                           transforms.Normalize((self.mean,), (self.std,))])
+                return transforms.Compose(
+                    [
+                        transforms.Pad(hp.pad),
+                        *extra,
+                        transforms.ToTensor(),
+                        transforms.Normalize((self.mean,), (self.std,)),
+                    ]
+                )
 
-            train_set, eval_set = (self.dataset_cls(hp.data_dir, train=True, transform=transform(t)) for t in (True, False))
+            train_set, eval_set = (
+                self.dataset_cls(hp.data_dir, train=True, transform=transform(t)) for t in (True, False)
+            )
             self._classic = {
                 "train": Subset(train_set, self.train_indices.tolist()),
                 "val": Subset(eval_set, self.val_indices.tolist()),
@@ -282,8 +225,13 @@ class MNISTDataModule(L.LightningDataModule):
     # -- what a checkpoint must carry to use the model without the training data ------------------------
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the normalisation and class names that predictions need."""
-        return {"dataset": self.hparams.dataset, "pad": self.hparams.pad, "mean": self.mean, "std": self.std,
-                "classes": list(self.classes)}
+        return {
+            "dataset": self.hparams.dataset,
+            "pad": self.hparams.pad,
+            "mean": self.mean,
+            "std": self.std,
+            "classes": list(self.classes),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Use a checkpoint's normalisation; call before ``setup`` so every loader is built with it."""
@@ -320,7 +268,9 @@ class MNISTDataModule(L.LightningDataModule):
             world_size=trainer.world_size if trainer is not None else 1,
             augment=BatchAugment.from_config(hp.augment) if train else None,
             # where Lightning's fit loop stands in the epoch: its own count, which a mid-epoch checkpoint restores
-            batches_done=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if train and trainer else None,
+            batches_done=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+            if train and trainer
+            else None,
         )
 
     def train_dataloader(self) -> TensorBatches | DataLoader:

@@ -1,3 +1,3 @@
-from src.models.lenet5 import ACTIVATIONS, INITS, POOLINGS, LeNet5, lenet5_from_config
+from src.models.lenet5 import ACTIVATIONS, INITS, POOLINGS, LeNet5, build_network
 
-__all__ = ["ACTIVATIONS", "INITS", "POOLINGS", "LeNet5", "lenet5_from_config"]
+__all__ = ["ACTIVATIONS", "INITS", "POOLINGS", "LeNet5", "build_network"]

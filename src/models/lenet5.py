@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from src.checks import check_choice
+from src.errors import CheckpointError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -24,12 +28,6 @@ def conv_output_side(kernel_size: int, input_size: int = INPUT_SIZE) -> int:
     return ((input_size - kernel_size + 1) // 2 - kernel_size + 1) // 2
 
 
-def check_choice(key: str, value: object, valid: tuple[str, ...] | list[str] | dict) -> None:
-    """Raise a ``ValueError`` naming the key, the bad value and the valid ones."""
-    if value not in valid:
-        raise ValueError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
-
-
 class LeNet5(nn.Module):
     """conv 6@5x5 -> pool -> conv 16@5x5 -> pool -> 400 -> 120 -> 84 -> num_classes, for 32x32 inputs.
 
@@ -37,8 +35,8 @@ class LeNet5(nn.Module):
     ``batch_norm`` (d2l's "LeNet with batch normalization": after each conv and hidden linear layer, before the
     activation), ``dropout`` (after each hidden linear layer's activation), ``channels`` (the two convs' output
     channels), ``kernel_size`` (both convs) and ``hidden`` (the two hidden linear layers' widths). ``input_size``
-    is the images' side: 32 for MNIST padded by 2, 28 unpadded (d2l's batch-norm LeNet); src.train sets it from
-    ``data.pad``.
+    is the images' side: 32 for MNIST padded by 2, 28 unpadded (d2l's batch-norm LeNet); conf/model/lenet5.yaml sets
+    it from ``data.pad``.
     """
 
     def __init__(
@@ -103,9 +101,18 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x.contiguous(memory_format=self.memory_format)))
 
 
-def lenet5_from_config(model: dict) -> LeNet5:
-    """The network for a ``model`` config group; ``compile`` there is for the Lightning wrapper, not the network."""
-    return LeNet5(**{k: v for k, v in model.items() if k != "compile"})
+TARGET = "src.models.LeNet5"  # conf/model/lenet5.yaml's _target_
+
+
+def build_network(model: Mapping[str, Any]) -> LeNet5:
+    """The network a saved ``model`` config describes (the copy a checkpoint or a run folder keeps of
+    conf/model/lenet5.yaml, resolved), built as ``hydra.utils.instantiate`` builds it from a composed config. The
+    ``_target_`` must be LeNet5's: a file naming any other callable is refused, never imported."""
+    args = dict(model)
+    if (target := args.pop("_target_", TARGET)) != TARGET:
+        raise CheckpointError(f"model._target_={target!r}: this project builds only {TARGET}")
+    args.pop("compile", None)  # written inside the model group by versions before it became the top-level `compile`
+    return LeNet5(**args)
 
 
 def _xavier(m: nn.Module) -> None:

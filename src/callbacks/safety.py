@@ -1,4 +1,4 @@
-"""What keeps a run's work safe: whole checkpoint files, RNG state in checkpoints, clean stops, divergence checks."""
+"""Callbacks that keep a run's work safe: RNG state in checkpoints, divergence checks, a checkpoint on a clean stop."""
 
 from __future__ import annotations
 
@@ -12,40 +12,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from src.errors import TrainingDiverged
 
 log = logging.getLogger(__name__)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file in the same folder, fsyncs it and renames it into place.
-
-    A run killed while saving leaves the previous file whole: a rename within one folder is atomic.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if "://" in str(path):  # remote storage: Lightning's own fsspec path
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # make the rename itself durable
-        finally:
-            os.close(fd)
 
 
 class RNGStateCheckpoint(L.Callback):
@@ -132,7 +103,7 @@ class ResumableStopCheckpoint(L.Callback):
     Errors are not saved here: a diverged run's weights are NaN, and a bug's state is not worth resuming; the
     epoch-end checkpoints (last.ckpt, best) stay as they were. Not a subclass of Lightning's OnExceptionCheckpoint:
     with one of those among the callbacks, Lightning turns ``fit(ckpt_path=None)`` into ``"last"`` and resumes
-    whatever its folder holds, unasked. Resuming is src.config.resolve_resume's decision alone.
+    whatever its folder holds, unasked. Resuming is src.checkpoints.resolve_resume's decision alone.
     """
 
     def __init__(self, dirpath: str | Path, filename: str = "on_exception") -> None:
@@ -145,7 +116,7 @@ class ResumableStopCheckpoint(L.Callback):
         if trainer.is_global_zero:
             overrides = [a for a in _command_line_overrides() if not a.startswith(("ckpt_path=", "resume=", "-"))]
             reason = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
-            # A SLURM job requeued after this stop resumes from the checkpoint by itself (src.config.resolve_resume).
+            # A SLURM job requeued after this stop resumes from the checkpoint by itself (src.checkpoints.resolve_resume).
             requeued = " (a requeued SLURM job resumes from it by itself)" if "SLURM_JOB_ID" in os.environ else ""
             log.error(
                 "Stopped by %s. A checkpoint to resume from was saved to %s%s\nResume with:\n  python -m src.train %s",
@@ -168,47 +139,3 @@ def _command_line_overrides() -> list[str]:
     if HydraConfig.initialized():
         return list(HydraConfig.get().overrides.task)
     return sys.argv[1:]
-
-
-def slurm_environment() -> SLURMEnvironment | None:
-    """Lightning's SLURM environment without its auto-requeue, inside a SLURM job step (else None: Lightning detects).
-
-    Ranks, world size and the main address still come from SLURM's variables. The requeue is submitit's alone
-    (hydra/launcher=slurm): its signal (USR2, ``signal_delay_s`` before the time limit, and on preemption) requeues
-    the job within ``max_num_timeout``, and the requeued job resumes by src.config.resolve_resume. Lightning's own
-    auto-requeue would answer SIGUSR1 with a second requeue outside that count and an ``hpc_ckpt_<n>.ckpt`` that
-    nothing resumes from (docs/cluster.md has what was seen on a real cluster).
-    """
-    from lightning.pytorch.plugins.environments import TorchElasticEnvironment
-
-    # torchrun inside a SLURM allocation: Lightning gives TorchElastic priority, and so does this
-    if TorchElasticEnvironment.detect() or not SLURMEnvironment.detect():
-        return None
-    return SLURMEnvironment(auto_requeue=False)
-
-
-def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, never arbitrary objects."""
-    import pickle
-
-    from src.errors import CheckpointError
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"ckpt_path={str(path)!r}: no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc):  # garbage bytes, not an object the weights-only unpickler refused
-            raise CheckpointError(
-                f"ckpt_path={str(path)!r} is not a readable checkpoint (not a file torch.save wrote)"
-            ) from None
-        raise CheckpointError(
-            f"ckpt_path={str(path)!r} was refused: it holds Python objects other than tensors and plain containers, "
-            f"and loading those could run code. Only checkpoints written by this project load ({exc.__class__.__name__})."
-        ) from None
-    except Exception as exc:  # a truncated file, a zip that is not a checkpoint, random bytes, ...
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a readable checkpoint: {exc}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a Lightning checkpoint (no state_dict)")
-    return checkpoint

@@ -1,0 +1,21 @@
+"""Every Lightning callback the default config (conf/callbacks/default.yaml) instantiates beside Lightning's own.
+
+``tensorboard``: what TensorBoard shows beyond Lightning's scalars; ``history``: each epoch's metrics and speed;
+``safety``: what keeps a run's work safe (RNG state, divergence, a clean stop).
+"""
+
+from src.callbacks.history import EpochThroughput, LearningCurves
+from src.callbacks.safety import DivergenceGuard, ResumableStopCheckpoint, RNGStateCheckpoint
+from src.callbacks.tensorboard import FirstLayerFilters, HParamsSession, TensorBoardImages, tensorboard_writers
+
+__all__ = [
+    "DivergenceGuard",
+    "EpochThroughput",
+    "FirstLayerFilters",
+    "HParamsSession",
+    "LearningCurves",
+    "RNGStateCheckpoint",
+    "ResumableStopCheckpoint",
+    "TensorBoardImages",
+    "tensorboard_writers",
+]
