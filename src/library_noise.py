@@ -1,7 +1,7 @@
 """Messages the libraries print on every run that say nothing about the user's run, each silenced by its exact text.
 
 Every filter names one message of one library; any other warning still shows. Noise our own code causes is fixed at
-its cause instead (see ``src.reliability.ResumableStopCheckpoint``, ``src.callbacks.TensorBoardLogger`` and
+its cause instead (see ``src.callbacks.ResumableStopCheckpoint``, ``src.loggers.TensorBoardLogger`` and
 ``enable_model_summary`` in ``conf/trainer/default.yaml``).
 """
 
