@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,9 +30,10 @@ def register_resolvers() -> None:
     # ${padded_side:${data.pad}}: the side of the images the network is built for (conf/model/lenet5.yaml)
     if not OmegaConf.has_resolver("padded_side"):
         OmegaConf.register_new_resolver("padded_side", padded_side)
-    # ${rank_suffix:}: "" in a run's main process, "_rank1" ... in its other DDP processes: one log file each
-    if not OmegaConf.has_resolver("rank_suffix"):
-        OmegaConf.register_new_resolver("rank_suffix", rank_suffix)
+    # ${log_name:${hydra.job.name},${hydra.job.config_name}}: "train" in a run's main process, "train_rank1" ... in
+    # its other DDP processes: one log file each
+    if not OmegaConf.has_resolver("log_name"):
+        OmegaConf.register_new_resolver("log_name", log_name)
 
 
 def padded_side(pad: object) -> int | None:
@@ -42,10 +44,19 @@ def padded_side(pad: object) -> int | None:
     return padded_size(pad) if is_int(pad) and pad >= 0 else None
 
 
-def rank_suffix() -> str:
+def log_name(job_name: str, config_name: str) -> str:
+    """The stem of this process's log file: the job's name, with ``_rank<k>`` in DDP process k > 0.
+
+    Lightning starts the other processes of a single-node DDP run as ``hydra.job.name=train_ddp_process_<k>``
+    whatever the entry point; their log is named for the entry point's config (``eval_rank1``, not
+    ``train_ddp_process_1_rank1``). Processes that SLURM starts keep the job's own name."""
     from src.cluster import process_rank
 
-    return f"_rank{rank}" if (rank := process_rank()) else ""
+    if not (rank := process_rank()):
+        return job_name
+    if re.fullmatch(r"train_ddp_process_\d+", job_name):
+        job_name = config_name
+    return f"{job_name}_rank{rank}"
 
 
 def group_choice(group: str) -> str | None:

@@ -46,9 +46,8 @@ def checkpoint(run: Path) -> Path:
 def visualize(*overrides: str, log_dir: Path, env: dict[str, str] | None = None) -> tuple[Path | None, object]:
     """Run src.visualize as a user would, into ``log_dir``; (its run folder, the completed process)."""
     result = run_module("src.visualize", *overrides, f"paths.log_dir={log_dir}", env=env)
-    folders = list(
-        log_dir.glob("visualize/runs/*/*")
-    )  # outputs/visualize/runs/<date>/<time>_<pid>, as every entry point
+    # outputs/visualize/runs/<date>/<time>_<pid>, as every entry point
+    folders = list(log_dir.glob("visualize/runs/*/*"))
     assert len(folders) <= 1, folders
     return (folders[0] if folders else None), result
 
@@ -216,7 +215,7 @@ def test_the_projector_serves_the_penultimate_features_with_sprites_and_labels(
         hidden = nn.Sequential(*list(loaded.net.classifier)[:-1])(loaded.net.features(x[indices]))
         predicted = loaded.net(x[indices]).argmax(1)
 
-    run = f"{out.parent.name}/{out.name}"  # TensorBoard names a run by its folder under --logdir
+    run = out.relative_to(tmp_path / "visualize").as_posix()  # TensorBoard names a run by its folder under --logdir
     with TensorBoardServer(tmp_path / "visualize") as server:
         assert server.wait_for("/plugin/projector/runs", lambda runs: bool(runs)) == [run]
         info = server.get(f"/plugin/projector/info?run={run}")
@@ -373,7 +372,10 @@ def test_bad_checkpoints_and_images_get_the_same_errors_as_src_predict(runs: dic
 def test_training_logs_the_first_layer_filters_at_the_start_and_after_each_epoch(runs: dict[str, Path]):
     events = read_scalars(runs["mnist"])
     logged = events.Images("filters/conv1")
-    assert [e.step for e in logged] == [0, 3]  # TINY: one epoch of 3 batches
+    # one epoch: before the first step, and after the epoch's last (the checkpoint's global step)
+    steps_in_epoch = torch.load(checkpoint(runs["mnist"]), map_location="cpu", weights_only=False)["global_step"]
+    assert steps_in_epoch == math.ceil(55_000 / 128)  # fast_mnist: 55,000 training images in batches of 128
+    assert [e.step for e in logged] == [0, steps_in_epoch]
     first, last = (np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB")) for e in logged)
     # after the epoch: exactly the kernels the run saved at its end, in filter_grid's colours
     weight = conv_layers(load_checkpoint(checkpoint(runs["mnist"])).net)[0][1].weight.detach()
