@@ -6,11 +6,12 @@ Used by ``src.eval``, ``src.predict`` and ``src.export``. Checkpoints are read o
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ DATA_STATE_KEY = "MNISTDataModule"  # where Lightning saves MNISTDataModule.stat
 # PIL's own default is ~89 MP (a warning) and ~179 MP (an error); a digit needs far less, and decoding
 # a huge image costs memory before any check could run, so the limit is checked from the header first.
 DEFAULT_MAX_PIXELS = 40_000_000
+MIN_CONTRAST = 8.0  # 0..255 steps: an image whose strokes stand out by less (3%) shows nothing
 WORKING_SIZE = 1024  # larger images are reduced to this (longest side) first: plenty for a 20-pixel digit
 
 
@@ -134,6 +136,13 @@ def normalize(images: Tensor, data: DataStats) -> Tensor:
     return (x / 255.0 - data.mean) / data.std
 
 
+def as_stored(x: Tensor, data: DataStats) -> Tensor:
+    """Model inputs (N, 1, H, W) back to the data set's own pixels: unpadded, on the [0, 1] scale."""
+    p = data.pad
+    pixels = x * data.std + data.mean
+    return pixels[..., p : x.shape[-2] - p, p : x.shape[-1] - p].clamp(0.0, 1.0)
+
+
 def load_test_split(data_dir: str | Path, data: DataStats, count: int) -> tuple[Tensor, Tensor]:
     """The first ``count`` real test images of the checkpoint's data set, normalised, with their labels."""
     from src.data.datamodule import DATASETS, MNISTDataModule
@@ -167,35 +176,46 @@ def list_images(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     return paths
 
 
-def read_grayscale(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """An image file as a float grayscale array on the 0..255 scale (any mode, size, orientation or transparency)."""
-    path = Path(path)
+def read_grayscale(
+    source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> np.ndarray:
+    """An image as a float grayscale array on the 0..255 scale (any mode, size, orientation or transparency).
+
+    ``source`` is a file's path, the file's bytes or a binary file object; messages name it by ``name``, else by
+    the path (or "the image" for bytes and file objects)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        where, opened = name or "the image", io.BytesIO(source)
+    elif isinstance(source, (str, Path)):
+        source = Path(source)
+        where, opened = name or str(source), source
+    else:
+        where, opened = name or str(getattr(source, "name", "the image")), source
     try:
         # PIL warns past MAX_IMAGE_PIXELS and raises past twice that; both become our error.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:  # reads the header only
+            with Image.open(opened) as img:  # reads the header only
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageError(
-                        f"{path}: {width}x{height} pixels is more than the {max_pixels:,} allowed "
+                        f"{where}: {width}x{height} pixels is more than the {max_pixels:,} allowed "
                         "(a decompression bomb, or a photo far larger than a digit needs); refused without decoding it"
                     )
                 if width == 0 or height == 0:
-                    raise ImageError(f"{path}: the image is empty ({width}x{height})")
+                    raise ImageError(f"{where}: the image is empty ({width}x{height})")
                 img.draft("L", (WORKING_SIZE, WORKING_SIZE))  # JPEG: decode at a reduced scale, much faster
                 img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
                 gray = _to_gray(img)
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        raise ImageError(f"{where}: no such file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: refused as a decompression bomb: {exc}") from None
+        raise ImageError(f"{where}: refused as a decompression bomb: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (no image format recognises its contents)") from None
+        raise ImageError(f"{where}: not an image (no image format recognises its contents)") from None
     except Exception as exc:  # truncated or corrupt data, broken EXIF, unsupported variants: any decoder failure
-        raise ImageError(f"{path}: the image cannot be read ({type(exc).__name__}: {exc})") from None
+        raise ImageError(f"{where}: the image cannot be read ({type(exc).__name__}: {exc})") from None
     if max(gray.shape) > WORKING_SIZE:  # area-average down first: later steps then cost the same for any size
         scale = WORKING_SIZE / max(gray.shape)
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
@@ -237,7 +257,7 @@ def to_mnist_format(gray: np.ndarray, box: int = 20, size: int = 28, threshold: 
         arr, background = 255.0 - arr, 255.0 - background
     arr = np.clip(arr - background, 0.0, None)
     peak = float(arr.max())
-    if peak < 8.0:  # nothing stands out from the background by even 3%
+    if peak < MIN_CONTRAST:
         raise ImageError("the image shows nothing: no pixels differ from its background")
     arr *= 255.0 / peak
     rows, cols = np.nonzero(arr > threshold * 255.0)
@@ -261,11 +281,18 @@ def to_mnist_format(gray: np.ndarray, box: int = 20, size: int = 28, threshold: 
     return out
 
 
-def prepare_image(path: str | Path, data: DataStats, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Tensor, np.ndarray]:
-    """An image file -> (model input 1x32x32 normalised with the training statistics, the 28x28 MNIST-format view)."""
-    gray = read_grayscale(path, max_pixels)
+def prepare_image(
+    source: str | Path | bytes | BinaryIO,
+    data: DataStats,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> tuple[Tensor, np.ndarray]:
+    """An image (path, bytes or binary file object, as ``read_grayscale`` takes) -> (model input 1x32x32 normalised
+    with the training statistics, the 28x28 MNIST-format view)."""
+    gray = read_grayscale(source, max_pixels, name)
     try:
         digit = to_mnist_format(gray)
     except ImageError as exc:
-        raise ImageError(f"{path}: {exc}") from None
+        where = name or (str(source) if isinstance(source, (str, Path)) else "the image")
+        raise ImageError(f"{where}: {exc}") from None
     return normalize(torch.from_numpy(digit).unsqueeze(0), data)[0], digit

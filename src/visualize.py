@@ -32,7 +32,8 @@ from src.checks import Problems, is_int, require
 from src.config import CONFIG_DIR
 from src.data.datasets import class_indices
 from src.errors import run_entry_point
-from src.inference import DataStats, list_images, load_checkpoint, load_test_split, prepare_image
+from src.inference import DataStats, as_stored, list_images, load_checkpoint, load_test_split, prepare_image
+from src.models.stages import conv_layers, feature_stages, run_network
 
 USAGE = "python -m src.visualize ckpt_path=<checkpoint> [classes=[Pullover,Coat]] [images=8] [inputs=my_digits/]"
 EMBEDDING_TAG = "penultimate"  # the tensor's name in the Projector
@@ -79,54 +80,6 @@ def read_settings(cfg: DictConfig) -> Settings:
     return Settings(classes, images, [str(i) for i in inputs], max_pixels, tensorboard, samples, seed)
 
 
-# -- the network's insides -------------------------------------------------------------------------------------------
-def conv_layers(net: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """The conv layers of ``net.features``, named conv1, conv2, ... in the network's order."""
-    convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
-    return [(f"conv{i}", m) for i, m in enumerate(convs, start=1)]
-
-
-def feature_stages(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The modules of ``net.features`` whose outputs are shown, found by type: each activation (named by the conv it
-    follows and what lies between, e.g. ``conv1 + BatchNorm2d + ReLU``) and each pooling layer (``pool1 (MaxPool2d)``)."""
-    from src.models.lenet5 import ACTIVATIONS, POOLINGS
-
-    activations, poolings = tuple(ACTIVATIONS.values()), tuple(POOLINGS.values())
-    stages: list[tuple[str, nn.Module]] = []
-    conv, between = 0, []
-    for module in net.features:
-        kind = type(module).__name__
-        if isinstance(module, nn.Conv2d):
-            conv, between = conv + 1, []
-        elif isinstance(module, activations):
-            stages.append((" + ".join([f"conv{conv}", *between, kind]), module))
-        elif isinstance(module, poolings):
-            stages.append((f"pool{conv} ({kind})", module))
-        else:
-            between.append(kind)
-    return stages
-
-
-def run_network(net: nn.Module, x: Tensor, watch: Sequence[nn.Module] = ()) -> tuple[Tensor, list[Tensor], Tensor]:
-    """One forward pass in eval mode: the logits, the output of each module in ``watch`` (in that order) and the
-    penultimate features (the input of the last layer, ``net.classifier[-1]``), all read by hooks on the real call."""
-    outputs: dict[int, Tensor] = {}
-    penultimate: list[Tensor] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _in, out, k=k: outputs.__setitem__(k, out.detach()))
-        for k, m in enumerate(watch)
-    ]
-    hooks.append(net.classifier[-1].register_forward_pre_hook(lambda _m, args: penultimate.append(args[0].detach())))
-    try:
-        net.eval()
-        with torch.no_grad():
-            logits = net(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return logits, [outputs[k] for k in range(len(watch))], penultimate[0]
-
-
 def first_of_each_class(labels: Tensor, class_indices: Sequence[int], per_class: int) -> list[int]:
     """Indices of the first ``per_class`` images of each class, class by class in the order given."""
     return [int(i) for c in class_indices for i in (labels == c).nonzero().flatten()[:per_class]]
@@ -137,13 +90,6 @@ def embedding_indices(total: int, samples: int | None, seed: int) -> Tensor:
     if samples is None or samples >= total:
         return torch.arange(total)
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:samples].sort().values
-
-
-def as_stored(x: Tensor, data: DataStats) -> Tensor:
-    """Model inputs (N, 1, H, W) back to the data set's own pixels: unpadded, on the [0, 1] scale."""
-    p = data.pad
-    pixels = x * data.std + data.mean
-    return pixels[..., p : x.shape[-2] - p, p : x.shape[-1] - p].clamp(0.0, 1.0)
 
 
 def slug(text: str) -> str:

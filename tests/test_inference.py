@@ -9,8 +9,6 @@ import csv
 import json
 import os
 import re
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from torchvision.datasets import MNIST
 from src.errors import CheckpointError
 from src.inference import ImageError, load_checkpoint, load_test_split, normalize, read_grayscale, to_mnist_format
 from tests.conftest import TrainedRun
-from tests.helpers import run_module
+from tests.helpers import CodePayload, run_module, tiny_png_claiming
 
 N_DIGITS = 100  # MNIST test digits per image form in the prediction test
 MIN_AGREEMENT = 0.90
@@ -181,18 +179,6 @@ def test_drawings_on_a_transparent_background_are_read(tmp_path: Path, data_dir:
     assert np.abs(to_mnist_format(read_grayscale(tmp_path / "drawing.png")) - digit).mean() < 1.0
 
 
-def tiny_png_claiming(width: int, height: int) -> bytes:
-    """A valid 8-bit grayscale PNG header claiming ``width`` x ``height`` pixels, with almost no data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-
-
 @pytest.mark.parametrize("side", [8_000, 100_000])  # over our 40 MP limit; over PIL's own bomb limit too
 def test_decompression_bombs_are_refused_before_decoding(side: int, tmp_path: Path):
     bomb = tmp_path / "bomb.png"
@@ -246,16 +232,6 @@ def test_checkpoints_not_written_by_train_are_refused(missing: str, trained: dic
 
 
 # -- bad input: a clear message, exit status 2, nothing executed ----------------------------------------------------
-class CodePayload:
-    """Unpickling this runs ``touch <marker>``: what a malicious checkpoint would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 BAD_CASES = {
     # name: (command, what to write, what the message must name)
     "eval_missing_checkpoint": ("src.eval", "missing_ckpt", "no such checkpoint file"),

@@ -23,8 +23,9 @@ from torchvision.datasets import MNIST, FashionMNIST
 
 from src.inference import load_checkpoint, load_test_split
 from src.models import build_network
+from src.models.stages import conv_layers, feature_stages, run_network
 from src.plots import feature_maps_figure, filter_grid, filter_mosaic
-from src.visualize import EMBEDDING_TAG, METADATA_HEADER, conv_layers, embedding_indices, feature_stages, run_network
+from src.visualize import EMBEDDING_TAG, METADATA_HEADER, embedding_indices
 from tests.conftest import TrainedRun
 from tests.helpers import TensorBoardServer, read_scalars, run_module
 from tests.test_inference import assert_clean_failure
