@@ -98,7 +98,8 @@ TRAIN_RUNS = select("src.train", sweep=False)
 SWEEPS = select("src.train", sweep=True)
 SUMMARIES = select("src.summary")
 BENCHES = select("src.bench")
-WITH_ARTEFACTS = [c for c in COMMANDS if needs_artefacts(c)]
+DEMOS = [c for c in COMMANDS if c.module == "src.demo"]
+WITH_ARTEFACTS = [c for c in COMMANDS if needs_artefacts(c) and c not in DEMOS]
 
 
 def ids(commands: list[Command]) -> list[str]:
@@ -107,9 +108,9 @@ def ids(commands: list[Command]) -> list[str]:
 
 def test_the_readme_shows_commands_of_every_kind():
     """A parser that finds nothing would make every test below pass vacuously."""
-    assert len(TRAIN_RUNS) >= 5 and SWEEPS and SUMMARIES and BENCHES, [str(c) for c in COMMANDS]
+    assert len(TRAIN_RUNS) >= 5 and SWEEPS and SUMMARIES and BENCHES and DEMOS, [str(c) for c in COMMANDS]
     assert any(c.text == "python -m src.train" for c in TRAIN_RUNS), "the README's first run, as shown"
-    handled = {id(c) for c in TRAIN_RUNS + SWEEPS + SUMMARIES + BENCHES + WITH_ARTEFACTS}
+    handled = {id(c) for c in TRAIN_RUNS + SWEEPS + SUMMARIES + BENCHES + WITH_ARTEFACTS + DEMOS}
     unhandled = [str(c) for c in COMMANDS if id(c) not in handled]
     assert not unhandled, f"README commands this test has no rule for: {unhandled}"
 
@@ -273,3 +274,22 @@ def test_bench_command_parses(command: Command, monkeypatch: pytest.MonkeyPatch)
         name, _, overrides = extra.partition("=")
         assert name and overrides, f"{command}: --extra {extra!r} is not NAME=OVERRIDES"
         compose_and_validate(shlex.split(overrides))
+
+
+# --- src.demo: the server starts as shown and serves its checkpoint -----------------------------------------------
+@pytest.mark.parametrize("command", DEMOS, ids=ids(DEMOS))
+def test_demo_command_serves_as_shown(command: Command, tmp_path: Path, mnist_run):
+    """Started as shown, on a free port (``port=0`` in place of any shown), ``<checkpoint>`` the session's; without
+    ``ckpt_path`` it finds the finished run in outputs/ (a copy of the session's) and serves its best checkpoint."""
+    import json
+    import urllib.request
+
+    from src.bench.demo import DemoServer
+
+    args = [a.replace("<checkpoint>", str(mnist_run.ckpt)) for a in command.argv if not a.startswith("port=")]
+    outputs = tmp_path / "outputs"
+    shutil.copytree(mnist_run.run, outputs / "train" / "runs" / "day" / "time")
+    with DemoServer(*args, "port=0", f"paths.log_dir={outputs}", f"hydra.run.dir={tmp_path / 'demo'}") as server:
+        with urllib.request.urlopen(server.url + "/api/model", timeout=30) as response:
+            model = json.loads(response.read())
+    assert model["checkpoint"]["path"] == str(mnist_run.ckpt), command

@@ -1,0 +1,205 @@
+"""How fast the demo answers: ``python -m src.bench.demo [--ckpt <checkpoint>] [--requests 5000] [--clients 8]``.
+
+Starts a real server (``python -m src.demo port=0``, a subprocess on 127.0.0.1) and sends it what the page sends
+while a learner draws: a real MNIST test digit as a 280x280 canvas PNG (white strokes on black). First one client
+(latency p50/p99), then ``--clients`` at once (throughput); every answer is checked (status 200, a prediction).
+Not a test: figures depend on the machine and what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from src.config import PROJECT_ROOT
+
+PAD_SIDE = 280  # the page's drawing pad
+
+
+def canvas_png(digit: np.ndarray, side: int = PAD_SIDE) -> bytes:
+    """A 28x28 light-on-dark digit drawn as the page's pad sends it: scaled up smoothly to ``side`` x ``side``, an
+    opaque RGBA PNG (what ``canvas.toBlob`` writes)."""
+    image = Image.fromarray(np.asarray(digit, dtype=np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.convert("RGBA").save(out, format="PNG")
+    return out.getvalue()
+
+
+class DemoServer:
+    """``python -m src.demo <overrides>`` in a subprocess; ``url`` once it prints its address. A context manager:
+    the server is stopped on exit; ``output`` then holds everything it printed (stdout and stderr)."""
+
+    def __init__(self, *overrides: str, timeout: float = 300, env: dict[str, str] | None = None) -> None:
+        self.overrides, self.timeout = list(overrides), timeout
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+        self.lines: list[str] = []
+        self.url = ""
+
+    def __enter__(self) -> DemoServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "src.demo", *self.overrides],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        found: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            for line in self.process.stdout:
+                self.lines.append(line)
+                if "demo at http://" in line:
+                    found.put(line.split("demo at ", 1)[1].split()[0].rstrip("/"))
+            found.put("")  # the process ended
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            self.url = found.get(timeout=self.timeout)
+        except queue.Empty:
+            self.url = ""
+        if not self.url:
+            self.__exit__()
+            raise RuntimeError(f"python -m src.demo {' '.join(self.overrides)} did not start:\n{self.output[-4000:]}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        return host, int(port)
+
+
+def drive(address: tuple[str, int], body: bytes, requests: int, clients: int) -> dict[str, Any]:
+    """``requests`` POSTs of ``body`` to /api/predict from ``clients`` threads, one keep-alive connection each."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    predicted: list[int] = []
+    lock = threading.Lock()
+    counts = [requests // clients + (i < requests % clients) for i in range(clients)]
+
+    def client(count: int) -> None:
+        conn = http.client.HTTPConnection(*address, timeout=30)
+        mine, wrong, seen = [], [], []
+        for _ in range(count):
+            start = time.perf_counter()
+            try:
+                conn.request("POST", "/api/predict", body=body, headers={"Content-Type": "image/png"})
+                response = conn.getresponse()
+                content = response.read()
+                mine.append(time.perf_counter() - start)
+                if response.status != 200:
+                    wrong.append(f"HTTP {response.status}: {content[:200]!r}")
+                else:
+                    seen.append(json.loads(content)["prediction"]["index"])
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+                wrong.append(f"{type(exc).__name__}: {exc}")
+                conn.close()
+                conn = http.client.HTTPConnection(*address, timeout=30)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors.extend(wrong)
+            predicted.extend(seen)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in counts]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    ms = sorted(1000 * x for x in latencies)
+    return {
+        "clients": clients,
+        "requests": requests,
+        "seconds": wall,
+        "requests_per_s": requests / wall,
+        "p50_ms": statistics.median(ms) if ms else None,
+        "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None,
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "predicted": sorted(set(predicted)),
+    }
+
+
+def test_digit(data_dir: str, index: int) -> tuple[np.ndarray, int]:
+    from torchvision.datasets import MNIST
+
+    test_set = MNIST(data_dir, train=False, download=False)
+    return test_set.data[index].numpy(), int(test_set.targets[index])
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m src.bench.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", help="checkpoint to serve (default: as python -m src.demo chooses)")
+    parser.add_argument("--requests", type=int, default=5000, help="requests in all (default 5000)")
+    parser.add_argument("--single", type=int, default=1000, help="of them, sent by one client first (default 1000)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the rest (default 8)")
+    parser.add_argument("--index", type=int, default=0, help="the MNIST test image drawn (default 0, a 7)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if not 0 < args.single < args.requests or args.clients < 1:
+        parser.error("need 0 < --single < --requests and --clients >= 1")
+
+    data_dir = os.environ.get("DATA_DIR", str(PROJECT_ROOT / "data"))
+    digit, label = test_digit(data_dir, args.index)
+    body = canvas_png(digit)
+    overrides = ["port=0", "host=127.0.0.1"] + ([f"ckpt_path={args.ckpt}"] if args.ckpt else [])
+    with tempfile.TemporaryDirectory() as run_dir, DemoServer(*overrides, f"hydra.run.dir={run_dir}") as server:
+        address = server.address
+        drive(address, body, 100, 1)  # warm-up: connections, allocator, first-call paths
+        single = drive(address, body, args.single, 1)
+        many = drive(address, body, args.requests - args.single, args.clients)
+    result = {
+        "image": f"MNIST test #{args.index} (a {label}) as a {PAD_SIDE}x{PAD_SIDE} canvas PNG, {len(body):,} bytes",
+        "cpus": os.cpu_count(),
+        "single": single,
+        "concurrent": many,
+        "errors": single["errors"] + many["errors"],
+        "requests": args.requests,
+    }
+    print(result["image"])
+    for name, r in (("1 client", single), (f"{args.clients} clients", many)):
+        print(
+            f"{name:>10}: {r['requests']:,} requests in {r['seconds']:.1f} s, {r['requests_per_s']:.0f} requests/s, "
+            f"latency p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, predicted {r['predicted']}"
+        )
+        for e in r["first_errors"]:
+            print(f"            {e}")
+    print(f"{args.requests:,} requests in all (and 100 warm-up), {result['errors']} errors, {os.cpu_count()} CPUs")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

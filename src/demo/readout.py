@@ -1,0 +1,177 @@
+"""One checkpoint's readings for the demo: image bytes or a 28x28 array -> the probabilities, the prepared input and
+every stage's activations (read by hooks on the real forward pass), in the compact form the page decodes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from src.inference import (
+    DEFAULT_MAX_PIXELS,
+    MIN_CONTRAST,
+    ImageError,
+    LoadedCheckpoint,
+    as_stored,
+    normalize,
+    read_grayscale,
+    to_mnist_format,
+)
+from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
+
+MNIST_SIDE = 28
+BLANK = "nothing drawn"
+
+
+class ApiError(Exception):
+    """A request the API refuses: its HTTP status and a message naming the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def quantise(values: Tensor | np.ndarray, low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    """An array as uint8 steps between its min and max (or ``low``..``high``), base64: a stage's ~5,000 values
+    become ~6.5 KB that the page decodes with one ``atob``, where JSON numbers would be ~40 KB to write and parse.
+    A value is ``min + q / 255 * (max - min)``; the page needs only ``q`` (one colour scale per stage)."""
+    a = values.detach().float().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values, dtype=np.float32)
+    lo = float(a.min()) if low is None else low
+    hi = float(a.max()) if high is None else high
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    q = np.rint((a - lo) * scale).clip(0, 255).astype(np.uint8)
+    return {"shape": list(a.shape), "min": lo, "max": hi, "data": base64.b64encode(q.tobytes()).decode("ascii")}
+
+
+class Readout:
+    """One checkpoint, loaded once, with its test set: predictions with every stage's activations.
+
+    ``run_network`` hooks the shared modules for each call, so forward passes are serialised by a lock; decoding and
+    preparing images (most of a request's time) runs outside it, in parallel."""
+
+    def __init__(self, loaded: LoadedCheckpoint, info: dict[str, Any], test_x: Tensor, test_y: Tensor,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:  # fmt: skip
+        self.loaded, self.info, self.max_pixels = loaded, info, max_pixels
+        self.net = loaded.net.eval()
+        self.data = loaded.data
+        self.classes = list(loaded.data.classes)
+        self.stages = feature_stages(self.net) + hidden_stages(self.net)
+        self.modules = [module for _, module in self.stages]
+        self.lock = threading.Lock()
+        self.random = random.Random()
+        # The test set as the page shows it (28x28 uint8) and as the network reads it (normalised, padded).
+        self.test_x, self.test_y = test_x, test_y
+        self.test_pixels = (as_stored(test_x, self.data)[:, 0] * 255.0).round().to(torch.uint8).numpy()
+        with torch.inference_mode():
+            predicted = torch.cat([self.net(batch).argmax(dim=1) for batch in test_x.split(1000)])
+        self.test_predicted = predicted
+        self.misclassified = (predicted != test_y).nonzero().flatten().tolist()
+        with torch.inference_mode():
+            _, maps, _ = run_network(self.net, test_x[:1], self.modules)
+        self.stage_shapes = [list(m.shape[1:]) for m in maps]
+
+    # -- description
+    def describe(self) -> dict[str, Any]:
+        """What the page shows once: the checkpoint, the classes, the stages' names and shapes, conv1's filters."""
+        name, conv1 = conv_layers(self.net)[0]
+        weight = conv1.weight.detach()
+        limit = float(weight.abs().max()) or 1.0  # symmetric about zero: white is 0, as src.visualize draws them
+        total = len(self.test_y)
+        return {
+            "checkpoint": self.info,
+            "dataset": self.data.dataset,
+            "classes": self.classes,
+            "input_size": int(self.test_x.shape[-1]),
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "stages": [
+                {"name": stage, "shape": shape, "kind": "maps" if len(shape) == 3 else "units"}
+                for (stage, _), shape in zip(self.stages, self.stage_shapes)
+            ],
+            "filters": {"layer": name, **quantise(weight, -limit, limit)},
+            "test_set": {
+                "images": total,
+                "misclassified": len(self.misclassified),
+                "accuracy": 1.0 - len(self.misclassified) / total,
+            },
+        }
+
+    # -- predictions
+    def forward(self, x: Tensor, digit: np.ndarray) -> dict[str, Any]:
+        """One model input (1, 1, side, side) -> the answer the page draws."""
+        with self.lock, torch.inference_mode():
+            logits, maps, _ = run_network(self.net, x, self.modules)
+        probs = torch.softmax(logits[0].float(), dim=0)
+        top = int(probs.argmax())
+        return {
+            "blank": False,
+            "prediction": {"index": top, "class": self.classes[top], "probability": float(probs[top])},
+            "probabilities": [round(float(p), 6) for p in probs],
+            "input": quantise(digit, 0.0, 255.0),
+            "stages": [{"name": stage, **quantise(m[0])} for (stage, _), m in zip(self.stages, maps)],
+        }
+
+    def predict_digit(self, digit: np.ndarray) -> dict[str, Any]:
+        """A 28x28 MNIST-format image (light on dark, 0..255) -> the answer."""
+        x = normalize(torch.from_numpy(np.ascontiguousarray(digit, dtype=np.float32)).unsqueeze(0), self.data)
+        return self.forward(x, digit)
+
+    def predict_image(self, body: bytes) -> dict[str, Any]:
+        """Image bytes (a canvas PNG, a photo) -> prepared exactly as ``src.predict`` prepares a file -> the answer."""
+        try:
+            gray = read_grayscale(body, self.max_pixels, name="the request body")
+        except ImageError as exc:
+            text = str(exc)
+            # Too many pixels (read from the header, never decoded) is a size limit, like a too-long body.
+            raise ApiError(413 if "decompression bomb" in text else 400, text) from None
+        try:
+            digit = to_mnist_format(gray)
+        except ImageError:  # the only refusal of to_mnist_format: no pixel stands out from the background
+            return blank_answer()
+        return self.predict_digit(digit)
+
+    def predict_pixels(self, payload: Any) -> dict[str, Any]:
+        """``{"pixels": <28x28 array, 0..255>}``: taken as the network's input, as a test image is (not re-centred)."""
+        expected = f'expected {{"pixels": [[...], ...]}}: {MNIST_SIDE}x{MNIST_SIDE} numbers in 0..255 (light on dark)'
+        if not isinstance(payload, dict) or "pixels" not in payload:
+            raise ApiError(422, f"the JSON body has no 'pixels'; {expected}")
+        rows = payload["pixels"]
+        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+            raise ApiError(422, f"pixels: not a list of rows; {expected}")
+        if len({len(row) for row in rows}) > 1:
+            raise ApiError(422, f"pixels: rows of different lengths; {expected}")
+        shape = f"{len(rows)}x{len(rows[0]) if rows else 0}"
+        if shape != f"{MNIST_SIDE}x{MNIST_SIDE}":
+            raise ApiError(422, f"pixels: shape {shape}; {expected}")
+        for value in (v for row in rows for v in row):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ApiError(422, f"pixels: {json.dumps(value)} is not a number; {expected}")
+        arr = np.asarray(rows, dtype=np.float64)
+        bad_mask = ~np.isfinite(arr) | (arr < 0) | (arr > 255)
+        if bad_mask.any():
+            row, col = (int(i) for i in np.argwhere(bad_mask)[0])
+            raise ApiError(
+                422, f"pixels: {float(arr[row, col])!r} at row {row}, column {col} is outside 0..255; {expected}"
+            )
+        if float(arr.max() - arr.min()) < MIN_CONTRAST:  # as to_mnist_format decides that nothing is drawn
+            return blank_answer()
+        return self.predict_digit(arr)
+
+    def random_test_image(self, misclassified: bool = False) -> dict[str, Any]:
+        """A random test image (or one the model gets wrong) with its true label, run as the evaluation runs it."""
+        pool = self.misclassified if misclassified else range(len(self.test_y))
+        if not pool:
+            raise ApiError(404, "the model classifies every test image correctly: no misclassified image to show")
+        index = self.random.choice(pool)
+        label = int(self.test_y[index])
+        answer = self.forward(self.test_x[index : index + 1], self.test_pixels[index])
+        return {"index": index, "label": label, "true_class": self.classes[label], **answer}
+
+
+def blank_answer() -> dict[str, Any]:
+    return {"blank": True, "message": BLANK}
