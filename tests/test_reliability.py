@@ -250,7 +250,8 @@ def test_sigterm_during_a_sweep_keeps_finished_jobs(tmp_path: Path, data_dir):
 def test_kill_during_saving_never_leaves_a_broken_last_ckpt(tmp_path: Path, data_dir):
     rng = random.Random(0)
     kills = 0
-    for attempt in range(6):
+    attempts = 4  # each a fresh run killed at a random moment while it saves after every step
+    for attempt in range(attempts):
         run = tmp_path / str(attempt)
         # a checkpoint after every step: most of the run's time is spent saving
         proc = start_train(
@@ -268,7 +269,7 @@ def test_kill_during_saving_never_leaves_a_broken_last_ckpt(tmp_path: Path, data
         assert last.is_file()
         checkpoint = torch.load(last, map_location="cpu", weights_only=True)
         assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
-    assert kills == 6
+    assert kills == attempts
 
 
 def test_last_ckpt_holds_the_latest_epoch_even_without_a_new_best(tmp_path: Path, data_dir):
