@@ -141,15 +141,29 @@ def start_sweep(sweep: Path, *overrides: str) -> subprocess.Popen:
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
+def slurm_state(sweep: Path) -> str:
+    """What SLURM says of a stuck sweep: its jobs' states and pending reasons, the node's state, the jobs' log tails."""
+    jobs = job_ids(sweep) if (sweep / ".submitit").is_dir() else []
+    lines = [
+        command("squeue", "-a", "-o", "%i %T %r %M %C %m").stdout,
+        command("sinfo", "-N", "-o", "%N %T %C %e %E").stdout,
+    ]
+    for job in jobs:
+        for log in sorted((sweep / ".submitit" / job).glob("*_log.*")):
+            lines.append(f"--- {log.name}\n{log.read_text()[-1500:]}")
+    return "\n".join(lines)
+
+
 def finish(proc: subprocess.Popen, sweep: Path, timeout: float = 400) -> str:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+        state = slurm_state(sweep)
         for job in job_ids(sweep):
             command("scancel", job)
         raise AssertionError(
-            f"the sweep did not finish within {timeout} s:\n{Path(f'{sweep}.log').read_text()[-3000:]}"
+            f"the sweep did not finish within {timeout} s:\n{Path(f'{sweep}.log').read_text()[-3000:]}\n{state}"
         ) from None
     return Path(f"{sweep}.log").read_text()
 
