@@ -21,8 +21,10 @@ def image_grid(
     columns: int = 8,
     title_colors: Sequence[str] | None = None,
     suptitle: str | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> Figure:
-    """Grayscale images (N, H, W) or (N, 1, H, W) in a grid, each with its caption (as d2l shows Fashion-MNIST)."""
+    """Grayscale images (N, H, W) or (N, 1, H, W) in a grid, each with its caption (as d2l shows Fashion-MNIST);
+    each image scaled to its own range, or all to ``value_range``."""
     images = torch.as_tensor(images if isinstance(images, torch.Tensor) else np.stack(images)).detach().float().cpu()
     if images.dim() == 4:
         images = images[:, 0]
@@ -32,7 +34,8 @@ def image_grid(
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
-            ax.imshow(images[i], cmap="gray")
+            low, high = value_range or (None, None)
+            ax.imshow(images[i], cmap="gray", vmin=low, vmax=high)
             ax.set_title(titles[i], fontsize=7, color=(title_colors[i] if title_colors else "black"))
     if len(images) == 0:
         axes.flat[0].text(0.5, 0.5, "(none)", ha="center", va="center")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from torch import Tensor, nn
 
 from src.checks import Problems, is_int, require
 from src.config import CONFIG_DIR
-from src.data.datasets import class_indices
+from src.data.datasets import class_indices, first_of_each_class
 from src.errors import run_entry_point
 from src.inference import DataStats, as_stored, list_images, load_checkpoint, load_test_split, prepare_image
 from src.models.stages import conv_layers, feature_stages, run_network
@@ -78,11 +77,6 @@ def read_settings(cfg: DictConfig) -> Settings:
     problems.check("embedding.seed", is_int, "must be an integer")
     problems.raise_if_any()
     return Settings(classes, images, [str(i) for i in inputs], max_pixels, tensorboard, samples, seed)
-
-
-def first_of_each_class(labels: Tensor, class_indices: Sequence[int], per_class: int) -> list[int]:
-    """Indices of the first ``per_class`` images of each class, class by class in the order given."""
-    return [int(i) for c in class_indices for i in (labels == c).nonzero().flatten()[:per_class]]
 
 
 def embedding_indices(total: int, samples: int | None, seed: int) -> Tensor:

@@ -237,6 +237,10 @@ class MNISTDataModule(L.LightningDataModule):
         """Use a checkpoint's normalisation; call before ``setup`` so every loader is built with it."""
         self.mean, self.std = state["mean"], state["std"]
 
+    def split(self, name: str) -> tuple[Tensor, Tensor]:
+        """A split's padded uint8 images (N, 1, H, W) and labels, as ``setup`` placed them."""
+        return self._splits[name]
+
     def split_sizes(self) -> dict[str, int]:
         return {split: len(labels) for split, (_, labels) in self._splits.items()}
 

@@ -9,6 +9,7 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch import Tensor
 from torchvision import datasets
 
 from src.checks import is_int
@@ -153,3 +154,8 @@ def class_indices(requested: Sequence[str | int], classes: Sequence[str], datase
             f"valid: {', '.join(classes)} (or their indices 0..{len(classes) - 1})"
         )
     return found
+
+
+def first_of_each_class(labels: Tensor, class_indices: Sequence[int], per_class: int) -> list[int]:
+    """Indices of the first ``per_class`` images of each class, class by class in the order given."""
+    return [int(i) for c in class_indices for i in (labels == c).nonzero().flatten()[:per_class]]
