@@ -5,7 +5,8 @@ history.json) and writes into that folder: report.md and report.csv (one row per
 swept keys as columns, failed runs marked), val_acc.png (validation accuracy per epoch, every run on one chart) and
 test_acc.png (test accuracy per configuration, mean +- std over seeds where several were run). The per-configuration
 table also gives each configuration's epochs, fit time, parameter count and, for a recipe that names one
-(``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats.
+(``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats. Runs with a trust report
+(``python -m src.trust``, in ``<run>/trust/trust.json``) add its figures as columns, and a per-configuration trust table.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 METRICS = ("val/acc_best", "test/acc", "test/loss")
+TRUST_EPSILONS = ("0.1", "0.3")  # the two attack strengths shown as columns
 
 
 def find_runs(folder: Path) -> list[Path]:
@@ -49,7 +51,24 @@ def load_run(run: Path, root: Path) -> dict[str, Any]:
         "history": json.loads(history_path.read_text()) if history_path.is_file() else [],
         "reference": config.get("reference"),
         "params": parameter_count(config.get("model"), config.get("data") or {}),
+        "trust": trust_figures(run / "trust" / "trust.json"),
     }
+
+
+def trust_figures(path: Path) -> dict[str, float]:
+    """The figures a sweep compares from a run's trust report (``python -m src.trust``), if it has one: ECE before and
+    after temperature scaling, the mean corruption accuracy, and each attack's accuracy at TRUST_EPSILONS."""
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    row: dict[str, float] = {}
+    if "calibration" in report:
+        row["ece"], row["ece_scaled"] = report["calibration"]["ece"], report["calibration"]["ece_scaled"]
+    if "corruptions" in report:
+        row["corruption_acc"] = report["corruptions"]["mean"]
+    for attack, curve in (report.get("attacks") or {}).get("accuracy", {}).items():
+        row.update({f"{attack}_acc@{e}": curve[e] for e in TRUST_EPSILONS if e in curve})
+    return row
 
 
 def parameter_count(model: dict[str, Any] | None, data: dict[str, Any]) -> int | None:
@@ -79,6 +98,8 @@ def swept_keys(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def table_rows(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    trust_keys = trust_columns(runs)
+
     def sort_key(run: dict[str, Any]) -> tuple[int, float]:
         return (run["status"] != "completed", -run["metrics"].get("val/acc_best", float("-inf")))
 
@@ -86,10 +107,25 @@ def table_rows(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, An
     for run in sorted(runs, key=sort_key):
         row = {"run": run["run"], **{k: run["overrides"].get(k, "(default)") for k in keys}}
         row.update({m: run["metrics"].get(m) for m in METRICS})
+        row.update({k: run["trust"].get(k) for k in trust_keys})
         row["epochs"] = run["epochs"]
         row["status"] = run["status"] if run["status"] == "completed" else f"FAILED: {run['error'][:120]}"
         rows.append(row)
     return rows
+
+
+def trust_columns(runs: list[dict[str, Any]]) -> list[str]:
+    """The trust figures any run has, in a stable order."""
+    return list(dict.fromkeys(k for run in runs for k in run["trust"]))
+
+
+def trust_row(label: str, group: list[dict[str, Any]], columns: list[str]) -> str:
+    """One configuration's trust figures over its seeds: mean ± std of each (over the runs that have it)."""
+    cells = [label, sum(bool(run["trust"]) for run in group)]
+    for column in columns:
+        values = [run["trust"][column] for run in group if column in run["trust"]]
+        cells.append("" if not values else "{:.4f} ± {:.4f}".format(*mean_std(values)))
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def by_configuration(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -206,6 +242,17 @@ def write_report(folder: Path) -> dict[str, Any]:
         ]
         for label, group in sorted(groups.items(), key=lambda kv: -statistics.mean(accuracies_of(kv[1]))):
             lines.append(configuration_row(label, group))
+    trust = trust_columns(runs)
+    if groups and trust:
+        lines += [
+            "",
+            "## Trust per configuration (mean ± std over seeds; python -m src.trust)",
+            "",
+            "| configuration | runs with a report | " + " | ".join(trust) + " |",
+            "|---|---|" + "---|" * len(trust),
+        ]
+        for label, group in sorted(groups.items(), key=lambda kv: -statistics.mean(accuracies_of(kv[1]))):
+            lines.append(trust_row(label, group, trust))
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     plot_report(folder, runs, groups)
     return {"runs": len(runs), "swept": keys, "rows": rows}
