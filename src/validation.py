@@ -85,6 +85,17 @@ def validate(cfg: DictConfig) -> None:
         problems.add(problem)
     check("seed", is_int, "must be an integer")
     check("label_smoothing", lambda v: is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
+    check(
+        "adversarial.epsilon",
+        lambda v: is_number(v) and 0 <= v <= 1,
+        "must be a number in [0, 1] (pixel units of [0, 1] images; 0: no adversarial training)",
+    )
+    check("adversarial.steps", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+    check(
+        "adversarial.step_size",
+        lambda v: v is None or (is_number(v) and 0 < v <= 1),
+        "must be null (2.5 * epsilon / steps) or a number in (0, 1]",
+    )
     check("torch_threads", lambda v: v is None or (is_int(v) and v > 0), "must be null or an integer > 0")
     check("reuse_cpu_memory", lambda v: isinstance(v, bool), "must be true or false")
     for group in ("optimizer", "scheduler"):
