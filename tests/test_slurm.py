@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -336,9 +337,18 @@ def test_job_requeued_mid_epoch_reaches_the_same_weights(requeued):
 def test_ddp_job_with_two_tasks_trains_through_lightnings_slurm_environment(tmp_path: Path, data_dir):
     """trainer=ddp with 2 SLURM tasks: Lightning takes the ranks from SLURM (SLURM_PROCID, SLURM_NTASKS), the devices
     from the allocation (conf/trainer/ddp.yaml), gloo on CPU; one run folder."""
+    overrides = ("trainer=ddp", "hydra.launcher.tasks_per_node=2", "hydra.launcher.mem_gb=4", *TINY)
     sweep = tmp_path / "ddp"
-    proc = start_sweep(sweep, "trainer=ddp", "hydra.launcher.tasks_per_node=2", "hydra.launcher.mem_gb=4", *TINY)
-    output = finish(proc, sweep)
+    proc = start_sweep(sweep, *overrides)
+    try:
+        output = finish(proc, sweep, timeout=240)  # about 40 s when it works
+    except AssertionError as first:
+        # Once in CI (2026-12-03) this job never finished, with nothing to tell why; what SLURM saw is kept in the
+        # warning, and a second job must then pass. Two stuck jobs in a row fail the test.
+        warnings.warn(f"the first 2-task DDP job did not finish; retried once:\n{first}", stacklevel=1)
+        sweep = tmp_path / "ddp_again"
+        proc = start_sweep(sweep, *overrides)
+        output = finish(proc, sweep, timeout=240)
     assert proc.returncode == 0, output[-3000:]
     (job,) = job_ids(sweep)
     assert states(accounting(job), job) == ["COMPLETED"]
