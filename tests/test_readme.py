@@ -88,8 +88,9 @@ TRUST_BUDGET = ["limit=200", "attacks.pgd_steps=2", "attributions.steps=8"]
 
 
 def needs_artefacts(command: Command) -> bool:
-    """Needs a checkpoint or an existing folder: a ``<placeholder>``, or src.report (a finished sweep's folder)."""
-    return command.module == "src.report" or "<" in command.text
+    """Needs a checkpoint or an existing folder: a ``<placeholder>``, or src.report / src.trust (a finished sweep's
+    folder)."""
+    return command.module in ("src.report", "src.trust") or "<" in command.text
 
 
 def select(module: str, sweep: bool | None = None) -> list[Command]:
@@ -153,7 +154,9 @@ def test_commands_on_a_checkpoint_or_folder_run_as_shown(
         sweep = tmp_path / "sweep"
         shutil.copytree(mnist_run.run, sweep / "0")  # (a sweep job's folder name has an "=", which an override quotes)
         ckpt = sweep / "0" / "checkpoints" / Path(mnist_run.ckpt).name
-        args = [a.replace("<folder>", str(sweep)) for a in args]
+        # <folder>, or a folder of the README's own (outputs/guo): the copied run's
+        args = [a.replace("<folder>", str(sweep)) if "<" in a else a for a in args]
+        args = [f"ckpt_path={sweep}" if a.startswith("ckpt_path=") and "<" not in a else a for a in args]
         given = {a.split("=", 1)[0] for a in args}
         args += [o for o in TRUST_BUDGET if o.split("=", 1)[0] not in given]
     args = [a.replace("<checkpoint>", str(ckpt)) for a in args]
