@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -72,6 +72,7 @@ class LoadedCheckpoint:
     module: LitLeNet5  # in eval mode, on the CPU
     data: DataStats
     epoch: int | None
+    data_hparams: dict[str, Any] = field(default_factory=dict)  # the DataModule's arguments (val_size, split_seed, ...)
 
     @property
     def net(self) -> nn.Module:
@@ -111,7 +112,10 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     module.eval()
     classes = [str(c) for c in state["classes"]]
     data = DataStats(str(state["dataset"]), int(state["pad"]), float(state["mean"]), float(state["std"]), classes)
-    loaded = LoadedCheckpoint(Path(path), module, data, checkpoint.get("epoch"))
+    data_hparams = checkpoint.get("datamodule_hyper_parameters")
+    loaded = LoadedCheckpoint(
+        Path(path), module, data, checkpoint.get("epoch"), data_hparams if isinstance(data_hparams, dict) else {}
+    )
     if loaded.num_classes != len(data.classes):
         raise CheckpointError(
             f"{where}: the model has {loaded.num_classes} outputs but its data set has {len(data.classes)} classes"

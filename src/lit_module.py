@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from src.errors import ConfigError
 from src.models.lenet5 import build_network
-from src.trust.attacks import PixelModel, pgd, pgd_step_size
+from src.trust.attacks import PixelModel, pgd_examples, pgd_step_size
 
 STAGES = ("train", "val", "test")
 
@@ -102,18 +102,17 @@ class LitLeNet5(L.LightningModule):
         epsilon, steps = settings["epsilon"], settings["steps"]
         self.net.eval()
         try:
-            result = pgd(
+            adversarial = pgd_examples(
                 PixelModel(self.net, pad, mean, std),
                 inner.detach(),
                 y,
                 epsilon,
                 steps,
                 pgd_step_size(epsilon, steps, settings.get("step_size")),
-                stop_when_fooled=False,
             )
         finally:
             self.net.train()
-        return (F.pad(result.adversarial, (pad,) * 4) - mean) / std
+        return (F.pad(adversarial, (pad,) * 4) - mean) / std
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if (self.hparams.adversarial or {}).get("epsilon", 0) > 0:

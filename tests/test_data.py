@@ -58,7 +58,7 @@ def test_class_names(dm):
 
 def test_statistics_match_the_data_sets_readme(dm):
     # On the unpadded 28x28 scale the training split's mean is close to the full training set's
-    # (MNIST 0.1307, Fashion-MNIST 0.2860; shared/datasets/README.md); padding 2 scales it by 784/1024.
+    # (MNIST 0.1307, Fashion-MNIST 0.2860, the published statistics); padding 2 scales it by 784/1024.
     unpadded = {"mnist": 0.1307, "fashion_mnist": 0.2860}[dm.hparams.dataset]
     assert dm.mean == pytest.approx(unpadded * 784 / 1024, abs=2e-3)
 

@@ -113,15 +113,14 @@ def test_official_mnist_c_files_are_read_where_placed_under_the_data_root(mnist,
     folder.mkdir(parents=True)
     np.save(folder / "test_images.npy", (x * 255).round().byte().permute(0, 2, 3, 1).numpy())
     np.save(folder / "test_labels.npy", y.numpy())
+    from torch.utils.tensorboard import SummaryWriter
+
     settings = read_settings(compose_config("corruptions.names=[rotate,fog]", config_name="trust"))
-
-    class Writer:
-        def add_scalar(self, *args):
-            pass
-
+    writer = SummaryWriter(str(tmp_path / "events"))
     result = check_corruptions(
-        model, (x, y), settings, "mnist", tmp_path / "mnist_c", loaded.data.classes, tmp_path, Writer()
+        model, (x, y), settings, "mnist", tmp_path / "mnist_c", loaded.data.classes, tmp_path, writer
     )
+    writer.close()
     assert result["sources"] == {"rotate": "official", "fog": "generated"} and result["source"] == "mixed"
     with torch.no_grad():
         clean = float((model(x).argmax(1) == y).float().mean())

@@ -57,29 +57,24 @@ def pgd(
     steps: int,
     step_size: float,
     generator: torch.Generator | None = None,
-    stop_when_fooled: bool = True,
 ) -> AttackResult:
     """Projected gradient descent on the loss within the L-infinity ball of radius ``epsilon`` (and [0, 1]), from a
-    uniform random start; each image leaves the loop once it is misclassified (``stop_when_fooled``: for measuring),
-    or every image takes every step and the last iterate is returned (for adversarial training, Madry et al.)."""
+    uniform random start; each image leaves the loop once it is misclassified."""
     with torch.no_grad():
         fooled = model(images).argmax(dim=1) != labels
     adversarial = images.clone()
     if epsilon == 0:
         return AttackResult(adversarial, fooled)
     noise = torch.rand(images.shape, generator=generator, device=images.device) * 2 - 1
-    active = (~fooled if stop_when_fooled else torch.ones_like(fooled)).nonzero().flatten()
+    active = (~fooled).nonzero().flatten()
     x = (images[active] + epsilon * noise[active]).clamp(0, 1)
     for step in range(steps + 1):
         x.requires_grad_(True)
         logits = model(x)  # one forward per step: its prediction decides, its loss gives the next step
         wrong = (logits.argmax(dim=1) != labels[active]).detach()
-        done = (wrong if stop_when_fooled else torch.zeros_like(wrong)) | (step == steps)
+        done = wrong | (step == steps)
         adversarial[active[done]] = x[done].detach()
-        if step == steps and not stop_when_fooled:
-            fooled[active] = wrong
-        elif stop_when_fooled:
-            fooled[active[wrong]] = True
+        fooled[active[wrong]] = True
         if bool(done.all()):
             break
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels[active], reduction="sum"), x)
@@ -88,6 +83,19 @@ def pgd(
         x = x.detach()[keep] + step_size * grad[keep].sign()
         x = torch.min(torch.max(x, origin - epsilon), origin + epsilon).clamp(0, 1)
     return AttackResult(adversarial.detach(), fooled)
+
+
+def pgd_examples(
+    model: nn.Module, images: Tensor, labels: Tensor, epsilon: float, steps: int, step_size: float
+) -> Tensor:
+    """Madry et al.'s training examples: every image takes every step from a uniform random start, and the last
+    iterate is returned; no per-step prediction, so no device sync in the training step."""
+    x = (images + epsilon * (torch.rand_like(images) * 2 - 1)).clamp(0, 1)
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x), labels, reduction="sum"), x)
+        x = torch.min(torch.max(x.detach() + step_size * grad.sign(), images - epsilon), images + epsilon).clamp(0, 1)
+    return x.detach()
 
 
 def pgd_step_size(epsilon: float, steps: int, step_size: float | None) -> float:

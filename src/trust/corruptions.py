@@ -202,7 +202,8 @@ def fog_textures(n: int, g: torch.Generator, device: torch.device) -> Tensor:
     is symmetric under reflection about its (0, 0) grid point and under transposition, so the windows reaching right
     or left, down or up from (0, 0), transposed or not, are each exactly such a corner (neighbours, sharing a row or
     column with one another)."""
-    maps = torch.cat([plasma_fractal(len(c), g, device) for c in torch.arange(math.ceil(n / 8)).split(125)])
+    count = math.ceil(n / 8)
+    maps = torch.cat([plasma_fractal(min(125, count - i), g, device) for i in range(0, count, 125)])  # 125: ~33 MB
     forward = torch.arange(SIDE, device=device)
     backward = torch.remainder(-forward, maps.shape[-1])  # 0, 255, 254, ...: the window reflected about 0
     corners = []

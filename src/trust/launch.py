@@ -102,13 +102,14 @@ def check_corruption_names(s: Settings, dataset: str, official_root: Path) -> No
             )
 
 
-def splits(loaded: LoadedCheckpoint, data_cfg: DictConfig, device: torch.device, limit: int | None):
+def splits(
+    loaded: LoadedCheckpoint, data_cfg: DictConfig, device: torch.device, limit: int | None
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """The checkpoint's validation split (as it was trained with: val_size and split_seed from the checkpoint) and
     the test set (the first ``limit`` images), as unpadded [0, 1] pixels on ``device``."""
-    from src.checkpoints import safe_load_checkpoint
     from src.data.datamodule import MNISTDataModule
 
-    trained = safe_load_checkpoint(loaded.path).get("datamodule_hyper_parameters") or {}
+    trained = loaded.data_hparams
     datamodule = MNISTDataModule(
         dataset=loaded.data.dataset,
         data_dir=str(data_cfg.data_dir),

@@ -35,6 +35,7 @@ from src.trust.corruptions import corrupt, corruptions_for, official_corruption
 from src.trust.settings import Settings
 
 log = logging.getLogger(__name__)
+Split = tuple[Tensor, Tensor]  # ([0, 1] images (N, 1, 28, 28), labels (N,)) on the device
 TB_EPSILON_STEP = 100  # TensorBoard's step for an attack scalar: epsilon in hundredths (0.3 -> 30)
 
 
@@ -51,7 +52,9 @@ def epsilon_key(epsilon: float) -> str:
     return f"{epsilon:g}"
 
 
-def check_calibration(model, val, test, s: Settings, out: Path, writer) -> dict[str, Any]:
+def check_calibration(
+    model: PixelModel, val: Split, test: Split, s: Settings, out: Path, writer: Any
+) -> dict[str, Any]:
     """ECE and NLL on the test set; the temperature fitted on the validation split (never the test set) and the
     same figures after dividing the logits by it."""
     val_logits, test_logits = logits_of(model, val[0], s.batch_size), logits_of(model, test[0], s.batch_size)
@@ -81,7 +84,14 @@ def check_calibration(model, val, test, s: Settings, out: Path, writer) -> dict[
 
 
 def check_corruptions(
-    model, test, s: Settings, dataset: str, official_root: Path, classes, out: Path, writer
+    model: PixelModel,
+    test: Split,
+    s: Settings,
+    dataset: str,
+    official_root: Path,
+    classes: list[str],
+    out: Path,
+    writer: Any,
 ) -> dict[str, Any]:
     names = s.corruptions or corruptions_for(dataset)
     accuracy_of, sources, shown, shown_pred = {}, {}, {}, {}
@@ -115,10 +125,11 @@ def check_corruptions(
     }
 
 
-def check_attacks(model, test, s: Settings, classes, out: Path, writer) -> dict[str, Any]:
+def check_attacks(
+    model: PixelModel, test: Split, clean: float, s: Settings, classes: list[str], out: Path, writer: Any
+) -> dict[str, Any]:
     images, labels = test
     k = min(s.attacks_shown, len(labels))
-    clean = accuracy(model, images, labels, s.batch_size)
     curves: dict[str, dict[str, float]] = {a: {"0": clean} for a in s.attacks}
     rows, row_pred = {"clean": images[:k]}, {}
     with torch.inference_mode():
@@ -165,7 +176,9 @@ def check_attacks(model, test, s: Settings, classes, out: Path, writer) -> dict[
     }
 
 
-def check_attributions(model, net, test, s: Settings, classes, out: Path) -> dict[str, Any]:
+def check_attributions(
+    model: PixelModel, net: torch.nn.Module, test: Split, s: Settings, classes: list[str], out: Path
+) -> dict[str, Any]:
     images, labels = test
     picked = first_of_each_class(labels.cpu(), range(len(classes)), s.attribution_images)
     x, y = images[picked], labels[picked]
@@ -215,7 +228,7 @@ def trust_report(
                     model, test, s, data.dataset, official_root, data.classes, out, writer
                 )
             elif check == "attacks":
-                report[check] = check_attacks(model, test, s, data.classes, out, writer)
+                report[check] = check_attacks(model, test, report["accuracy"], s, data.classes, out, writer)
             elif check == "attributions":
                 report[check] = check_attributions(model, net, test, s, data.classes, out)
             report["seconds"][check] = round(time.perf_counter() - start, 2)
