@@ -286,7 +286,8 @@ def test_the_report_runs_on_the_gpu(mnist_run, tmp_path):
 
 def test_adversarial_training_trains_on_pgd_examples_inside_the_ball(tmp_path, data_dir, cfg):
     """experiment=robust_mnist: each training batch is replaced by PGD examples within adversarial.epsilon of its
-    images in pixel space; the padding stays black."""
+    images in pixel space; the padding stays black; and the recipe learns from them (with the default recipe's SGD
+    one-cycle it stayed at chance, 0.12, where its Adam reaches 0.93 in 200 batches)."""
     from omegaconf import open_dict
 
     from src.train import build
@@ -294,8 +295,8 @@ def test_adversarial_training_trains_on_pgd_examples_inside_the_ball(tmp_path, d
     composed = cfg(
         "experiment=robust_mnist",
         "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
+        "trainer.limit_train_batches=150",
+        "trainer.limit_val_batches=4",
         "test=false",
         "logger=[]",
         "callbacks=[]",
@@ -305,6 +306,7 @@ def test_adversarial_training_trains_on_pgd_examples_inside_the_ball(tmp_path, d
         composed.trainer.enable_checkpointing = False
     datamodule, model, trainer = build(composed)
     trainer.fit(model, datamodule=datamodule)
+    assert trainer.callback_metrics["val/acc"] > 0.6, "experiment=robust_mnist does not learn from its PGD examples"
     x, y = next(iter(datamodule.train_dataloader()))
     adversarial = model.adversarial_batch(x, y)
     epsilon, pad, mean, std = composed.adversarial.epsilon, composed.data.pad, datamodule.mean, datamodule.std
