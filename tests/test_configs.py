@@ -101,6 +101,21 @@ def test_experiment_composes(experiment, tmp_path, data_dir, cfg):
     ):  # d2l's BatchNorm LeNet: unpadded 28x28 inputs, 16x4x4 = 256 features into the classifier
         assert cfg.model.batch_norm and cfg.optimizer.lr == 1.0 and cfg.data.pad == 0 and not cfg.data.normalize
         assert model.net.input_size == 28 and model.net.classifier[0].in_features == 256
+    if experiment == "dive_into_dl_pytorch":  # the Chinese PyTorch edition's LeNet: unpadded, sigmoid, max pooling
+        assert cfg.data.dataset == "fashion_mnist" and cfg.data.pad == 0 and not cfg.data.normalize
+        assert cfg.model.activation == "sigmoid" and cfg.model.pooling == "max" and cfg.model.init == "default"
+        assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
+        assert cfg.data.batch_size == 256 and cfg.trainer.max_epochs == 5
+        assert model.net.input_size == 28 and model.net.classifier[0].in_features == 16 * 4 * 4
+
+
+def test_dive_into_dl_pytorch_trains_on_unpadded_fashion_mnist(tmp_path, data_dir, cfg):
+    cfg = in_folder(cfg("experiment=dive_into_dl_pytorch", *TINY, "logger=csv", "test=false"), tmp_path)
+    datamodule, model, trainer = build(cfg)
+    trainer.fit(model, datamodule=datamodule)
+    x, _ = next(iter(datamodule.train_dataloader()))
+    assert x.shape[1:] == (1, 28, 28) and 0 <= x.min() and x.max() <= 1  # raw pixels, no padding
+    assert trainer.global_step == 3 and type(trainer.optimizers[0]).__name__ == "Adam"
 
 
 @pytest.mark.parametrize(
