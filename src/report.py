@@ -2,8 +2,10 @@
 
 Reads every finished or failed run below the folder (its .hydra/config.yaml and overrides.yaml, metrics.json and
 history.json) and writes into that folder: report.md and report.csv (one row per run, sorted by val/acc_best, the
-swept keys as columns, failed runs marked), val_acc.png (validation accuracy per epoch, every run on one chart) and
-test_acc.png (test accuracy per configuration, mean +- std over seeds where several were run). The per-configuration
+swept keys as columns, failed runs marked), val_acc.png (validation accuracy per epoch, every run on one chart),
+test_acc.png (test accuracy per configuration, mean +- std over seeds where several were run) and curves.png
+(validation accuracy and training loss per epoch, per configuration: the mean over seeds with a +- std band; the
+numbers drawn in curves.json). The per-configuration
 table also gives each configuration's epochs, fit time, parameter count and, for a recipe that names one
 (``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats. Runs with a trust report
 (``python -m src.trust``, in ``<run>/trust/trust.json``) add its figures as columns, and a per-configuration trust table.
@@ -258,10 +260,65 @@ def write_report(folder: Path) -> dict[str, Any]:
     return {"runs": len(runs), "swept": keys, "rows": rows}
 
 
+CURVES = (("val/acc", "validation accuracy"), ("train/loss", "training loss"))
+
+
+def curve_bands(groups: dict[str, list[dict[str, Any]]], key: str) -> dict[str, list[dict[str, float]]]:
+    """Per configuration, per epoch (1-based): the mean and std over its runs of ``key`` in their history.json, and how
+    many runs had it (a run stopped early has fewer epochs)."""
+    bands = {}
+    for label, group in groups.items():
+        per_epoch: dict[int, list[float]] = defaultdict(list)
+        for run in group:
+            for row in run["history"]:
+                if row.get(key) is not None:
+                    per_epoch[row["epoch"] + 1].append(row[key])
+        bands[label] = [
+            {"epoch": epoch, "mean": mean, "std": std, "runs": len(values)}
+            for epoch, values in sorted(per_epoch.items())
+            for mean, std in [mean_std(values)]
+        ]
+    return bands
+
+
+def plot_curves(folder: Path, groups: dict[str, list[dict[str, Any]]]) -> None:
+    """curves.png: validation accuracy and training loss against epoch, one colour per configuration, the mean over
+    its seeds as a line and a band of ± one std; curves.json holds the numbers drawn."""
+    import matplotlib.pyplot as plt
+
+    from src.plots import save
+
+    bands = {key: curve_bands(groups, key) for key, _ in CURVES}
+    (folder / "curves.json").write_text(json.dumps(bands, indent=1))
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(12, 4.5))
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for ax, (key, name) in zip(axes, CURVES):
+        for i, label in enumerate(sorted(groups)):
+            points = bands[key][label]
+            if not points:
+                continue
+            epochs = [p["epoch"] for p in points]
+            mean = [p["mean"] for p in points]
+            low = [p["mean"] - p["std"] for p in points]
+            high = [p["mean"] + p["std"] for p in points]
+            colour = colours(i % colours.N)
+            ax.plot(epochs, mean, color=colour, marker="o", markersize=3, label=f"{label} ({len(groups[label])})")
+            ax.fill_between(epochs, low, high, color=colour, alpha=0.2, linewidth=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{name} (mean ± std over seeds)")
+        ax.grid(alpha=0.3)
+    if len(groups) <= 20:
+        axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    save(fig, folder / "curves.png")
+
+
 def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]) -> None:
     import matplotlib.pyplot as plt
 
     from src.plots import save
+
+    plot_curves(folder, groups)
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for run in runs:
@@ -303,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = write_report(folder)
     print((folder / "report.md").read_text())
-    print(f"wrote report.md, report.csv, val_acc.png, test_acc.png to {folder} ({result['runs']} runs)")
+    print(
+        f"wrote report.md, report.csv, val_acc.png, test_acc.png, curves.png, curves.json to {folder} "
+        f"({result['runs']} runs)"
+    )
     return 0
 
 

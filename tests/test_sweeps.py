@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -83,10 +84,26 @@ def test_seeds_are_aggregated_per_configuration(tmp_path: Path, data_dir):
         "seed=1,2",
         "model.pooling=avg,max",
         *TINY,
+        "trainer.max_epochs=2",  # a curve, not a point
         f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert run_module("src.report", str(tmp_path)).returncode == 0
+    # curves.png draws, per configuration and epoch, the mean and std over its seeds of the runs' history.json
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    drawn = json.loads((tmp_path / "curves.json").read_text())
+    for pooling in ("avg", "max"):
+        runs = [
+            json.loads((j / "history.json").read_text()) for j in sweep_jobs(tmp_path) if f"pooling={pooling}" in j.name
+        ]
+        assert len(runs) == 2
+        for key in ("val/acc", "train/loss"):
+            band = drawn[key][f"model.pooling={pooling}"]
+            assert [p["epoch"] for p in band] == [1, 2] and all(p["runs"] == 2 for p in band)
+            for point, rows in zip(band, zip(*runs)):
+                values = [row[key] for row in rows]
+                assert point["mean"] == pytest.approx(statistics.mean(values))
+                assert point["std"] == pytest.approx(statistics.stdev(values)) and point["std"] > 0
     md = (tmp_path / "report.md").read_text()
     rows = {line.split(" | ")[0]: line for line in md.split("## Test accuracy per configuration")[1].splitlines()}
     assert set(rows) >= {"| model.pooling=avg", "| model.pooling=max"}
