@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.callbacks.diagnostics import DIAGNOSTICS
 from src.checkpoints import ResumePoint, resolve_resume
 from src.checks import Problems, is_int, is_number
 from src.data.datamodule import PIPELINES
@@ -95,6 +96,12 @@ def validate(cfg: DictConfig) -> None:
         "adversarial.step_size",
         lambda v: v is None or (is_number(v) and 0 < v <= 1),
         "must be null (2.5 * epsilon / steps) or a number in (0, 1]",
+    )
+    check("callbacks.diagnostics.every_n_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0 (0: off)")
+    check(
+        "callbacks.diagnostics.checks",
+        lambda v: all(c in DIAGNOSTICS for c in v),
+        f"each must be one of {', '.join(DIAGNOSTICS)}",
     )
     check("torch_threads", lambda v: v is None or (is_int(v) and v > 0), "must be null or an integer > 0")
     check("reuse_cpu_memory", lambda v: isinstance(v, bool), "must be true or false")

@@ -1,9 +1,11 @@
 """Every Lightning callback the default config (conf/callbacks/default.yaml) instantiates beside Lightning's own.
 
 ``tensorboard``: what TensorBoard shows beyond Lightning's scalars; ``history``: each epoch's metrics and speed;
-``safety``: what keeps a run's work safe (RNG state, divergence, a clean stop).
+``safety``: what keeps a run's work safe (RNG state, divergence, a clean stop); ``diagnostics``: why a run does not
+train (per-layer gradient norms, activation statistics, histograms).
 """
 
+from src.callbacks.diagnostics import TrainingDiagnostics
 from src.callbacks.history import EpochThroughput, LearningCurves
 from src.callbacks.safety import DivergenceGuard, ResumableStopCheckpoint, RNGStateCheckpoint
 from src.callbacks.tensorboard import FirstLayerFilters, HParamsSession, TensorBoardImages, tensorboard_writers
@@ -17,5 +19,6 @@ __all__ = [
     "RNGStateCheckpoint",
     "ResumableStopCheckpoint",
     "TensorBoardImages",
+    "TrainingDiagnostics",
     "tensorboard_writers",
 ]

@@ -1,0 +1,93 @@
+"""Why isn't it training? callbacks.diagnostics: per-layer gradient norms, activation statistics and histograms in
+TensorBoard, read back with TensorBoard's own reader."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from src.callbacks.diagnostics import activation_statistics, layer_names
+from src.models import LeNet5
+from tests.helpers import TINY, read_scalars, run_module
+
+LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
+
+
+def test_dead_and_saturated_fractions_on_constructed_outputs():
+    relu = torch.tensor([[0.0, 0.0, 1.0], [0.0, 2.0, 3.0], [0.0, 0.0, 0.5], [0.0, 1.0, 0.1]])
+    stats = activation_statistics(nn.ReLU(), relu)
+    assert stats["dead"] == pytest.approx(1 / 3)  # only the first unit is 0 for every example; the second is not dead
+    assert stats["mean"] == pytest.approx(relu.mean().item()) and "saturated" not in stats
+    sigmoid = torch.tensor([0.01, 0.5, 0.97, 0.96, 0.2, 0.049, 0.951, 0.94])
+    assert activation_statistics(nn.Sigmoid(), sigmoid)["saturated"] == pytest.approx(5 / 8)
+    tanh = torch.tensor([-0.99, 0.0, 0.96, 0.5])
+    assert activation_statistics(nn.Tanh(), tanh)["saturated"] == pytest.approx(2 / 4)
+    assert "dead" not in activation_statistics(nn.Tanh(), tanh)
+
+
+def test_layers_are_named_by_their_place_in_the_network():
+    names = layer_names(LeNet5(batch_norm=True))
+    assert [names[k] for k in ("features.0", "features.1", "features.2", "features.4")] == [
+        "conv1",
+        "conv1.bn",
+        "conv1.act",
+        "conv2",
+    ]
+    assert names["classifier.0"] == "fc1" and names["classifier.6"] == "fc3"
+
+
+def test_diagnostics_write_per_layer_tags_to_tensorboard(tmp_path: Path, data_dir):
+    result = run_module(
+        "src.train",
+        "model.activation=sigmoid",
+        *TINY,
+        "trainer.limit_train_batches=5",
+        "callbacks.diagnostics.every_n_steps=2",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = read_scalars(tmp_path)
+    scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
+    for layer in LAYERS:
+        for kind in ("weight", "bias"):
+            assert f"diagnostics/grad_norm/{layer}.{kind}" in scalars
+            assert {f"diagnostics/weights/{layer}.{kind}", f"diagnostics/gradients/{layer}.{kind}"} <= histograms
+    for layer in ("conv1", "conv2", "fc1", "fc2"):  # the activations follow every weighted layer but the last
+        for stat in ("mean", "std", "saturated"):
+            values = events.Scalars(f"diagnostics/activations/{layer}.act/{stat}")
+            assert [v.step for v in values] == [0, 2, 4]
+        assert all(0 <= v.value <= 1 for v in events.Scalars(f"diagnostics/activations/{layer}.act/saturated"))
+    # The per-parameter norms are the parts of the total: its square is their squares' sum, at every step recorded
+    for total in events.Scalars("diagnostics/grad_norm/total"):
+        parts = [
+            next(v.value for v in events.Scalars(f"diagnostics/grad_norm/{layer}.{kind}") if v.step == total.step)
+            for layer in LAYERS
+            for kind in ("weight", "bias")
+        ]
+        assert math.sqrt(sum(p * p for p in parts)) == pytest.approx(total.value, rel=1e-3)
+
+
+def test_diagnostics_are_off_by_default(tmp_path: Path, data_dir):
+    result = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tags = read_scalars(tmp_path).Tags()
+    assert not [t for t in tags["scalars"] + tags["histograms"] if t.startswith("diagnostics/")]
+
+
+def test_bad_diagnostics_options_are_refused_before_any_work(tmp_path: Path):
+    result = run_module(
+        "src.train",
+        "callbacks.diagnostics.checks=[grad_norm,weights]",
+        "callbacks.diagnostics.every_n_steps=-1",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 2
+    assert "callbacks.diagnostics.checks=['grad_norm', 'weights']: each must be one of grad_norm, activations" in (
+        result.stderr
+    )
+    assert "callbacks.diagnostics.every_n_steps=-1: must be an integer >= 0" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
