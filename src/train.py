@@ -28,6 +28,7 @@ from src.config import CONFIG_DIR
 from src.errors import RunFolderInUse, run_entry_point
 from src.lit_module import LitLeNet5
 from src.runtime import configure_runtime
+from src.tuning import find_learning_rate
 from src.validation import preflight
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     configure_runtime(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg, resume)
+    if cfg.get("lr_find", {}).get("enabled") and resume is None:  # a requeued job keeps the lr its first run found
+        find_learning_rate(trainer, model, datamodule, cfg.lr_find, Path(cfg.paths.output_dir))
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume.path if resume else None, weights_only=True)

@@ -103,6 +103,19 @@ def validate(cfg: DictConfig) -> None:
         lambda v: all(c in DIAGNOSTICS for c in v),
         f"each must be one of {', '.join(DIAGNOSTICS)}",
     )
+    check("lr_find.enabled", lambda v: isinstance(v, bool), "must be true or false")
+    check("lr_find.apply", lambda v: isinstance(v, bool), "must be true or false")
+    check("lr_find.min_lr", lambda v: is_number(v) and v > 0, "must be a number > 0")
+    lowest = OmegaConf.select(cfg, "lr_find.min_lr", default=0)
+    check("lr_find.max_lr", lambda v: is_number(v) and v > lowest, f"must be a number > lr_find.min_lr ({lowest})")
+    check("lr_find.num_training", lambda v: is_int(v) and v >= 2, "must be an integer >= 2")
+    if OmegaConf.select(cfg, "lr_find.enabled") is True:
+        for key in ("resume", "ckpt_path"):
+            if (value := OmegaConf.select(cfg, key)) is not None:
+                problems.add(
+                    f"lr_find.enabled=true with {key}={value}: the finder's trial steps would start from the "
+                    f"checkpoint's weights; find the lr on a fresh run (without {key}), or lr_find.enabled=false"
+                )
     check("torch_threads", lambda v: v is None or (is_int(v) and v > 0), "must be null or an integer > 0")
     check("reuse_cpu_memory", lambda v: isinstance(v, bool), "must be true or false")
     for group in ("optimizer", "scheduler"):

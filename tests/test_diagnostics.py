@@ -3,6 +3,7 @@ TensorBoard, read back with TensorBoard's own reader."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -91,3 +92,46 @@ def test_bad_diagnostics_options_are_refused_before_any_work(tmp_path: Path):
     )
     assert "callbacks.diagnostics.every_n_steps=-1: must be an integer >= 0" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+# -- the learning-rate finder (lr_find.*) ------------------------------------------------------------------------------
+def test_steepest_descent_is_taken_per_decade_of_lr():
+    """A loss that falls fastest at lr 1e-3 on log-spaced trial lrs: the suggestion is there. Differentiating with
+    respect to lr itself (Lightning 2.6's suggestion()) lands elsewhere on the same curve."""
+    from src.tuning import steepest_descent
+
+    lrs = torch.logspace(-6, 0, 100, dtype=torch.float64)
+    losses = 2.3 - torch.tanh(2 * (torch.log10(lrs) + 3))
+    suggestion = steepest_descent(lrs.tolist(), losses.tolist())
+    assert 1e-3 / 1.2 < suggestion < 1e-3 * 1.2
+    per_lr = torch.gradient(losses[10:-1], spacing=[lrs[10:-1]])[0].argmin()
+    assert not 1e-3 / 1.2 < lrs[10:-1][per_lr] < 1e-3 * 1.2
+    assert steepest_descent([1e-3, 1e-2], [1.0, 0.5]) is None  # too few points past the skipped ends
+
+
+def test_lr_find_writes_its_plot_and_the_run_trains_at_the_suggestion(tmp_path: Path, data_dir):
+    result = run_module(
+        "src.train",
+        *TINY,
+        "trainer.limit_train_batches=30",
+        "lr_find.enabled=true",
+        "lr_find.apply=true",
+        "lr_find.num_training=30",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "lr_find.json").read_text())
+    assert len(record["lr"]) == len(record["loss"]) == 30 and record["applied"]
+    assert record["lr"][0] == pytest.approx(1e-6) and record["lr"] == sorted(record["lr"])
+    assert (tmp_path / "lr_find.png").stat().st_size > 10_000
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    trained = checkpoint["hyper_parameters"]
+    # the default recipe's one-cycle peaks at the optimizer's lr: both take the suggestion
+    assert trained["optimizer"]["lr"] == trained["scheduler"]["max_lr"] == record["suggestion"]
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["max_lr"] == record["suggestion"]
+
+
+def test_lr_find_on_a_resumed_run_is_refused(tmp_path: Path):
+    result = run_module("src.train", "lr_find.enabled=true", f"resume={tmp_path}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode == 2
+    assert f"lr_find.enabled=true with resume={tmp_path}: the finder's trial steps would start from" in result.stderr
