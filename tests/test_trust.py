@@ -268,6 +268,23 @@ def test_the_command_reports_into_the_run_folder_and_src_report_compares_it(mnis
     assert float(row["pgd_acc@0.3"]) == pytest.approx(report["attacks"]["accuracy"]["pgd"]["0.3"])
     assert "## Trust per configuration" in (sweep / "report.md").read_text()
 
+    # a report on the validation split (choosing a recipe) goes beside it, into trust_val/, and leaves it as it was
+    result = run_module(
+        "src.trust",
+        f"ckpt_path={sweep}",
+        "split=val",
+        "checks=[attacks]",
+        "attacks.methods=[pgd]",
+        "attacks.epsilons=[0.1]",
+        "attacks.pgd_steps=2",
+        "limit=200",
+        f"hydra.run.dir={tmp_path / 'trust_val_command'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    on_val = json.loads((run / "trust_val" / "trust.json").read_text())
+    assert on_val["split"] == "val" and set(on_val["seconds"]) == {"attacks"}
+    assert json.loads((run / "trust" / "trust.json").read_text()) == report
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

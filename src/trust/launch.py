@@ -51,18 +51,25 @@ def best_checkpoint(run: Path) -> Path | None:
     return folder / "last.ckpt" if (folder / "last.ckpt").is_file() else None
 
 
-def find_targets(ckpt_path: str, own_folder: Path) -> list[Target]:
-    """A checkpoint file: itself. A folder: the best checkpoint of every training run in or below it."""
+def report_folder(split: str) -> str:
+    """A run's folder for the report on ``split``: trust/ for the test set (what src.report reads), trust_val/ for the
+    validation split (choosing a recipe), so that one never overwrites the other."""
+    return "trust" if split == "test" else f"trust_{split}"
+
+
+def find_targets(ckpt_path: str, own_folder: Path, folder: str = "trust") -> list[Target]:
+    """A checkpoint file: itself. A folder: the best checkpoint of every training run in or below it. Each report
+    goes into its run's ``folder``."""
     path = Path(ckpt_path).expanduser()
     if path.is_file():
         run = run_folder(path)
-        return [Target(path, run / "trust" if run else own_folder)]
+        return [Target(path, run / folder if run else own_folder)]
     if not path.is_dir():
         raise CheckpointError(f"ckpt_path={ckpt_path!r}: no such file or folder; e.g. {USAGE}")
     runs = sorted(
         {p.parent.parent for p in path.rglob(".hydra/config.yaml")} | ({path} if (path / ".hydra").is_dir() else set())
     )
-    targets = [Target(ckpt, run / "trust") for run in runs if (ckpt := best_checkpoint(run)) is not None]
+    targets = [Target(ckpt, run / folder) for run in runs if (ckpt := best_checkpoint(run)) is not None]
     if not targets:
         raise CheckpointError(
             f"ckpt_path={ckpt_path!r}: no training run with checkpoints in or below this folder "
@@ -136,7 +143,7 @@ def trust(cfg: DictConfig) -> list[dict[str, Any]]:
     ckpt_path = require(cfg, "ckpt_path", USAGE)
     device = device_for(settings.accelerator)
     own = Path(HydraConfig.get().runtime.output_dir)
-    targets = find_targets(str(ckpt_path), own)
+    targets = find_targets(str(ckpt_path), own, report_folder(settings.split))
     official_root = Path(str(cfg.data.data_dir)) / OFFICIAL_FOLDER
     # Every checkpoint is loaded and checked before the first report starts: a bad one stops the command at once.
     loaded = []
