@@ -41,17 +41,28 @@ def test_layers_are_named_by_their_place_in_the_network():
     assert names["classifier.0"] == "fc1" and names["classifier.6"] == "fc3"
 
 
-def test_diagnostics_write_per_layer_tags_to_tensorboard(tmp_path: Path, data_dir):
+@pytest.fixture(scope="module")
+def diagnosed_run(tmp_path_factory, data_dir) -> Path:
+    """One short sigmoid run with both tools on: the learning-rate finder (30 trial steps, its suggestion applied),
+    then training with diagnostics every 10 steps."""
+    run = tmp_path_factory.mktemp("diagnosed")
     result = run_module(
         "src.train",
         "model.activation=sigmoid",
         *TINY,
-        "trainer.limit_train_batches=5",
-        "callbacks.diagnostics.every_n_steps=2",
-        f"hydra.run.dir={tmp_path}",
+        "trainer.limit_train_batches=30",
+        "callbacks.diagnostics.every_n_steps=10",
+        "lr_find.enabled=true",
+        "lr_find.apply=true",
+        "lr_find.num_training=30",
+        f"hydra.run.dir={run}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    events = read_scalars(tmp_path)
+    return run
+
+
+def test_diagnostics_write_per_layer_tags_to_tensorboard(diagnosed_run: Path):
+    events = read_scalars(diagnosed_run)
     scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
     for layer in LAYERS:
         for kind in ("weight", "bias"):
@@ -60,7 +71,7 @@ def test_diagnostics_write_per_layer_tags_to_tensorboard(tmp_path: Path, data_di
     for layer in ("conv1", "conv2", "fc1", "fc2"):  # the activations follow every weighted layer but the last
         for stat in ("mean", "std", "saturated"):
             values = events.Scalars(f"diagnostics/activations/{layer}.act/{stat}")
-            assert [v.step for v in values] == [0, 2, 4]
+            assert [v.step for v in values] == [0, 10, 20]  # the training steps only, not the finder's trial steps
         assert all(0 <= v.value <= 1 for v in events.Scalars(f"diagnostics/activations/{layer}.act/saturated"))
     # The per-parameter norms are the parts of the total: its square is their squares' sum, at every step recorded
     for total in events.Scalars("diagnostics/grad_norm/total"):
@@ -70,13 +81,6 @@ def test_diagnostics_write_per_layer_tags_to_tensorboard(tmp_path: Path, data_di
             for kind in ("weight", "bias")
         ]
         assert math.sqrt(sum(p * p for p in parts)) == pytest.approx(total.value, rel=1e-3)
-
-
-def test_diagnostics_are_off_by_default(tmp_path: Path, data_dir):
-    result = run_module("src.train", *TINY, f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    tags = read_scalars(tmp_path).Tags()
-    assert not [t for t in tags["scalars"] + tags["histograms"] if t.startswith("diagnostics/")]
 
 
 def test_bad_diagnostics_options_are_refused_before_any_work(tmp_path: Path):
@@ -109,24 +113,14 @@ def test_steepest_descent_is_taken_per_decade_of_lr():
     assert steepest_descent([1e-3, 1e-2], [1.0, 0.5]) is None  # too few points past the skipped ends
 
 
-def test_lr_find_writes_its_plot_and_the_run_trains_at_the_suggestion(tmp_path: Path, data_dir):
-    result = run_module(
-        "src.train",
-        *TINY,
-        "trainer.limit_train_batches=30",
-        "lr_find.enabled=true",
-        "lr_find.apply=true",
-        "lr_find.num_training=30",
-        f"hydra.run.dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / "lr_find.json").read_text())
+def test_lr_find_writes_its_plot_and_the_run_trains_at_the_suggestion(diagnosed_run: Path):
+    record = json.loads((diagnosed_run / "lr_find.json").read_text())
     assert len(record["lr"]) == len(record["loss"]) == 30 and record["applied"]
     assert record["lr"][0] == pytest.approx(1e-6) and record["lr"] == sorted(record["lr"])
-    assert (tmp_path / "lr_find.png").stat().st_size > 10_000
-    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (diagnosed_run / "lr_find.png").stat().st_size > 10_000
+    checkpoint = torch.load(diagnosed_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     trained = checkpoint["hyper_parameters"]
-    # the default recipe's one-cycle peaks at the optimizer's lr: both take the suggestion
+    # the default one-cycle schedule peaks at the optimizer's lr: both take the suggestion
     assert trained["optimizer"]["lr"] == trained["scheduler"]["max_lr"] == record["suggestion"]
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["max_lr"] == record["suggestion"]
 

@@ -172,6 +172,8 @@ def test_tensorboard_events_hold_hparams_images_and_scalars(grid_sweep: Path):
         "time/images_per_s",
     } <= scalars
     assert any(tag.startswith("lr-") for tag in scalars)
+    # callbacks.diagnostics is off by default: nothing of it in a run's events
+    assert not [t for t in [*scalars, *acc.Tags()["histograms"]] if t.startswith("diagnostics/")]
     assert {"images/train_samples", "images/confusion_matrix", "images/worst_misclassified"} <= set(
         acc.Tags()["images"]
     )
