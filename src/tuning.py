@@ -32,13 +32,13 @@ def find_learning_rate(
         num_training=settings.num_training,
         update_attr=False,  # the lr lives in the optimizer config (hparams.optimizer.lr), not a module attribute
     )
+    lrs, losses = finder.results["lr"], finder.results["loss"]
     lightnings = finder.suggestion()
-    suggestion = steepest_descent(finder.results["lr"], finder.results["loss"])
+    suggestion = steepest_descent(lrs, losses)
     applied = bool(settings.apply and suggestion is not None)
     if applied:
         apply_learning_rate(model.hparams, suggestion)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lrs, losses = finder.results["lr"], finder.results["loss"]
     save(finder_figure(lrs, losses, suggestion), out_dir / "lr_find.png")
     record = {
         "suggestion": suggestion,

@@ -80,8 +80,9 @@ class TrainingDiagnostics(L.Callback):
     def _recorder(self, trainer: L.Trainer, layer: str) -> Any:
         def record(module: nn.Module, inputs: Any, output: Tensor) -> None:
             if self._recording and module.training:
+                stats = activation_statistics(module, output)  # once, whatever the number of writers
                 for writer in tensorboard_writers(trainer):
-                    for stat, value in activation_statistics(module, output).items():
+                    for stat, value in stats.items():
                         writer.add_scalar(f"diagnostics/activations/{layer}/{stat}", value, trainer.global_step)
 
         return record
@@ -108,12 +109,16 @@ class TrainingDiagnostics(L.Callback):
         ]
         step = trainer.global_step
         norms = grad_norm(pl_module.net, norm_type=2) if "grad_norm" in self.checks else {}
+        values = {
+            name: norms[f"grad_2.0_norm/{full}"].item()
+            for full, name, _ in parameters
+            if f"grad_2.0_norm/{full}" in norms
+        }
+        if "grad_2.0_norm_total" in norms:
+            values["total"] = norms["grad_2.0_norm_total"].item()
         for writer in tensorboard_writers(trainer):
-            for full, name, _ in parameters:
-                if (norm := norms.get(f"grad_2.0_norm/{full}")) is not None:
-                    writer.add_scalar(f"diagnostics/grad_norm/{name}", norm.item(), step)
-            if "grad_2.0_norm_total" in norms:
-                writer.add_scalar("diagnostics/grad_norm/total", norms["grad_2.0_norm_total"].item(), step)
+            for name, value in values.items():
+                writer.add_scalar(f"diagnostics/grad_norm/{name}", value, step)
             if "histograms" in self.checks:
                 for _, name, p in parameters:
                     writer.add_histogram(f"diagnostics/weights/{name}", p.detach().float().cpu(), step)
