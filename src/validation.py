@@ -12,7 +12,7 @@ from src.checkpoints import ResumePoint, resolve_resume
 from src.checks import Problems, is_int, is_number
 from src.data.datamodule import PIPELINES
 from src.data.datasets import DATASETS, padded_size
-from src.models.lenet5 import ACTIVATIONS, INITS, POOLINGS, conv_output_side
+from src.models.lenet5 import ACTIVATIONS, INITS, POOLINGS, max_conv_layers, size_problem
 
 
 def preflight(cfg: DictConfig) -> ResumePoint | None:
@@ -36,20 +36,31 @@ def validate(cfg: DictConfig) -> None:
     check("model.num_classes", lambda v: is_int(v) and v > 1, "must be an integer > 1")
     check("model.batch_norm", lambda v: isinstance(v, bool), "must be true or false")
     check("model.dropout", lambda v: is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
-    for key in ("model.channels", "model.hidden"):
-        check(
-            key,
-            lambda v: len(v) == 2 and all(is_int(c) and c > 0 for c in v),
-            "must be two integers > 0, e.g. [6, 16]",
-        )
+    check(
+        "model.channels",
+        lambda v: len(v) >= 1 and all(is_int(c) and c > 0 for c in v),
+        "must be a list of one or more integers > 0, one conv layer each, e.g. [6, 16]",
+    )
+    check(
+        "model.hidden",
+        lambda v: all(is_int(c) and c > 0 for c in v),
+        "must be a list of integers > 0, one hidden linear layer each, e.g. [120, 84] ([]: none)",
+    )
+    check("model.padding", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
     pad = OmegaConf.select(cfg, "data.pad", default=2)
     side = padded_size(pad if is_int(pad) and pad >= 0 else 2)
-    largest = max((k for k in range(1, side + 1) if conv_output_side(k, side) > 0), default=0)
+    padding = OmegaConf.select(cfg, "model.padding", default=0)
+    padding = padding if is_int(padding) and padding >= 0 else 0
+    largest = max((k for k in range(1, side + 2 * padding + 1) if max_conv_layers(k, side, padding) > 0), default=0)
     check(
         "model.kernel_size",
         lambda v: is_int(v) and 0 < v <= largest,
         f"must be an integer in 1..{largest} (the feature maps of a {side}x{side} input must not vanish)",
     )
+    channels, kernel = OmegaConf.select(cfg, "model.channels"), OmegaConf.select(cfg, "model.kernel_size")
+    if channels and all(is_int(c) and c > 0 for c in channels) and is_int(kernel) and 0 < kernel <= largest:
+        if (problem := size_problem(list(channels), kernel, side, padding)) is not None:
+            problems.add(problem)
     choice("data.dataset", DATASETS)
     choice("data.pipeline", PIPELINES)
     check("data.batch_size", lambda v: is_int(v) and v > 0, "must be an integer > 0")

@@ -72,8 +72,17 @@ def test_xavier_init_changes_weights_not_biases():
             (25 * 16 + 16) + (16 * 25 * 32 + 32) + (800 * 64 + 64) + (64 * 64 + 64) + (64 * 10 + 10),
         ),
         ({"kernel_size": 3}, (9 * 6 + 6) + (6 * 9 * 16 + 16) + (16 * 6 * 6 * 120 + 120) + (120 * 84 + 84) + 850),
+        # one conv layer: 32 -> 28 -> 14, so 6 x 14 x 14 into fc1
+        ({"channels": [6]}, (25 * 6 + 6) + (6 * 14 * 14 * 120 + 120) + (120 * 84 + 84) + 850),
+        # three conv layers with padding 2 (each conv keeps the side): 32 -> 16 -> 8 -> 4, so 32 x 4 x 4 into fc1
+        (
+            {"channels": [6, 16, 32], "padding": 2},
+            (25 * 6 + 6) + (6 * 25 * 16 + 16) + (16 * 25 * 32 + 32) + (512 * 120 + 120) + (120 * 84 + 84) + 850,
+        ),
+        ({"hidden": []}, (25 * 6 + 6) + (6 * 25 * 16 + 16) + (400 * 10 + 10)),  # one fully connected layer
+        ({"hidden": [120]}, (25 * 6 + 6) + (6 * 25 * 16 + 16) + (400 * 120 + 120) + (120 * 10 + 10)),
     ],
-    ids=["classic", "batch_norm", "dropout", "sizes", "kernel_size"],
+    ids=["classic", "batch_norm", "dropout", "sizes", "kernel_size", "one_conv", "three_convs", "one_fc", "two_fc"],
 )
 def test_model_options_build_train_a_step_and_count_their_parameters(options, params):
     torch.manual_seed(0)
@@ -120,3 +129,38 @@ def test_batch_norm_and_dropout_sit_where_d2l_puts_them():
 def test_a_kernel_too_large_for_the_input_is_refused():
     with pytest.raises(ValueError, match="model.kernel_size=11"):
         LeNet5(kernel_size=11)
+
+
+@pytest.mark.parametrize(
+    "options,sides,vanishes,limit",
+    [
+        ({"channels": [6, 16, 32]}, "32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0", "pool3", 2),
+        ({"channels": [6, 16, 32], "kernel_size": 7}, "32 -> 26 -> 13 -> 7 -> 3 -> -3", "conv3", 2),
+        (
+            {"channels": [4] * 6, "padding": 2},
+            "32 -> 32 -> 16 -> 16 -> 8 -> 8 -> 4 -> 4 -> 2 -> 2 -> 1 -> 1 -> 0",
+            "pool6",
+            5,
+        ),
+        ({"channels": [6, 16], "input_size": 12}, "12 -> 8 -> 4 -> 0", "conv2", 1),
+    ],
+)
+def test_more_conv_stages_than_the_image_has_pixels_for_are_refused_with_the_sizes(options, sides, vanishes, limit):
+    with pytest.raises(ValueError) as err:
+        LeNet5(**options)
+    message = str(err.value)
+    assert f"shrinks {sides} and vanishes at {vanishes}" in message
+    assert f"at most {limit} conv layer" in message
+
+
+def test_the_classic_network_is_the_default_layer_for_layer():
+    torch.manual_seed(0)
+    classic = LeNet5()
+    torch.manual_seed(0)
+    spelt_out = LeNet5(channels=[6, 16], hidden=[120, 84], kernel_size=5, padding=0)
+    assert [type(m) for m in classic.modules()] == [type(m) for m in spelt_out.modules()]
+    assert all(torch.equal(a, b) for a, b in zip(classic.state_dict().values(), spelt_out.state_dict().values()))
+    assert list(classic.state_dict()) == [
+        *(f"features.{i}.{p}" for i in (0, 3) for p in ("weight", "bias")),
+        *(f"classifier.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")),
+    ]  # the keys of checkpoints written before the layer counts became options

@@ -309,6 +309,11 @@ BAD_CONFIGS = [
     ("seed=abc", "seed='abc'", "integer"),
     ("torch_threads=0", "torch_threads=0", "integer > 0"),
     ("reuse_cpu_memory=maybe", "reuse_cpu_memory='maybe'", "true or false"),
+    ("model.channels=[]", "model.channels=[]", "one or more integers > 0"),
+    ("model.hidden=[120,0]", "model.hidden=[120, 0]", "integers > 0"),
+    ("model.padding=-1", "model.padding=-1", ">= 0"),
+    # three 2x2 poolings after 5x5 convs: 32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0, the size it reaches and the limit
+    ("model.channels=[6,16,32]", "32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0 and vanishes at pool3", "at most 2 conv layers"),
 ]
 
 
@@ -326,7 +331,9 @@ def test_arguments_the_optimizer_does_not_take_are_named(cfg):
     assert "optimizer.momentum: not an argument of torch.optim.Adam" in str(err.value) and "betas" in str(err.value)
 
 
-@pytest.mark.parametrize("override", ["model.activation=swish", "optimizer.lr=-1", "data.batch_size=0"])
+@pytest.mark.parametrize(
+    "override", ["model.activation=swish", "optimizer.lr=-1", "data.batch_size=0", "model.channels=[6,16,32,64]"]
+)
 def test_bad_value_stops_before_download_or_writing(override, tmp_path: Path):
     empty_data = tmp_path / "data"  # were the checks passed, the run would try to download into it
     result = run_module("src.train", override, f"hydra.run.dir={tmp_path / 'run'}", env={"DATA_DIR": str(empty_data)})

@@ -23,9 +23,38 @@ INITS = ("default", "xavier", "kaiming")
 INPUT_SIZE = 32  # MNIST's 28x28 padded by 2, as LeNet-5 was built for
 
 
-def conv_output_side(kernel_size: int, input_size: int = INPUT_SIZE) -> int:
-    """The feature maps' side after conv, pool, conv, pool (5 for the classic 5x5 kernels on 32x32 inputs)."""
-    return ((input_size - kernel_size + 1) // 2 - kernel_size + 1) // 2
+def feature_sides(kernel_size: int, input_size: int = INPUT_SIZE, conv_layers: int = 2, padding: int = 0) -> list[int]:
+    """The feature maps' side through the conv stages, starting with the input's: after each conv, then after its 2x2
+    pooling ([32, 28, 14, 10, 5] for the classic two 5x5 convs on 32x32 inputs). It stops at the first side under 1:
+    the network cannot be built."""
+    sides = [input_size]
+    for _ in range(conv_layers):
+        for side in (sides[-1] + 2 * padding - kernel_size + 1, (sides[-1] + 2 * padding - kernel_size + 1) // 2):
+            sides.append(side)
+            if side < 1:
+                return sides
+    return sides
+
+
+def max_conv_layers(kernel_size: int, input_size: int = INPUT_SIZE, padding: int = 0) -> int:
+    """The most conv + pooling stages whose feature maps keep at least one pixel (at most 16: 2^16 > any input)."""
+    return next(n for n in range(17) if n == 16 or feature_sides(kernel_size, input_size, n + 1, padding)[-1] < 1)
+
+
+def size_problem(channels: Sequence[int], kernel_size: int, input_size: int, padding: int) -> str | None:
+    """Why this many conv layers cannot be built on this input (the sizes it would reach and the limit), or None."""
+    sides = feature_sides(kernel_size, input_size, len(channels), padding)
+    if sides[-1] >= 1:
+        return None
+    stage = len(sides) - 1  # conv1, pool1, conv2, pool2, ...: the stage where the maps vanish
+    where = f"{'conv' if stage % 2 else 'pool'}{(stage + 1) // 2}"
+    limit = max_conv_layers(kernel_size, input_size, padding)
+    return (
+        f"model.channels={list(channels)} with model.kernel_size={kernel_size}, model.padding={padding}: a "
+        f"{input_size}x{input_size} input shrinks {' -> '.join(map(str, sides))} and vanishes at {where}; at most "
+        f"{limit} conv layer{'s' if limit != 1 else ''} fit{'s' if limit == 1 else ''} these sizes (fewer channels "
+        f"entries, a smaller model.kernel_size or a larger model.padding)"
+    )
 
 
 class LeNet5(nn.Module):
@@ -33,10 +62,11 @@ class LeNet5(nn.Module):
 
     The defaults are the classic network (61,706 parameters). The options d2l's later chapters and exercises vary:
     ``batch_norm`` (d2l's "LeNet with batch normalization": after each conv and hidden linear layer, before the
-    activation), ``dropout`` (after each hidden linear layer's activation), ``channels`` (the two convs' output
-    channels), ``kernel_size`` (both convs) and ``hidden`` (the two hidden linear layers' widths). ``input_size``
-    is the images' side: 32 for MNIST padded by 2, 28 unpadded (d2l's batch-norm LeNet); conf/model/lenet5.yaml sets
-    it from ``data.pad``.
+    activation), ``dropout`` (after each hidden linear layer's activation), ``channels`` (one conv + activation +
+    2x2 pooling stage per entry, its output channels), ``kernel_size`` and ``padding`` (every conv's), and ``hidden``
+    (one hidden linear layer per entry, its width; ``[]``: the features go straight into the output layer).
+    ``input_size`` is the images' side: 32 for MNIST padded by 2, 28 unpadded (d2l's batch-norm LeNet);
+    conf/model/lenet5.yaml sets it from ``data.pad``.
     """
 
     def __init__(
@@ -53,43 +83,44 @@ class LeNet5(nn.Module):
         kernel_size: int = 5,
         hidden: Sequence[int] = (120, 84),
         input_size: int = INPUT_SIZE,
+        padding: int = 0,
     ) -> None:
         super().__init__()
         check_choice("model.activation", activation, ACTIVATIONS)
         check_choice("model.pooling", pooling, POOLINGS)
         check_choice("model.init", init, INITS)
+        if not channels:
+            raise ValueError("model.channels=[]: the network needs at least one conv layer, e.g. [6, 16]")
+        if (problem := size_problem(channels, kernel_size, input_size, padding)) is not None:
+            raise ValueError(problem)
         act, pool = ACTIVATIONS[activation], POOLINGS[pooling]
-        c1, c2 = channels
-        h1, h2 = hidden
         self.input_size = input_size
-        side = conv_output_side(kernel_size, input_size)
-        if side < 1:
-            raise ValueError(f"model.kernel_size={kernel_size} is too large for {input_size}x{input_size} inputs")
+        side = feature_sides(kernel_size, input_size, len(channels), padding)[-1]
         # bias=False before batch norm: its shift makes a bias redundant (d2l keeps it; it changes nothing learned).
         norm2d = (lambda c: [nn.BatchNorm2d(c)]) if batch_norm else (lambda c: [])
         norm1d = (lambda c: [nn.BatchNorm1d(c)]) if batch_norm else (lambda c: [])
         drop = (lambda: [nn.Dropout(dropout)]) if dropout else (lambda: [])
+        convs, widths = [in_channels, *channels], [channels[-1] * side * side, *hidden]
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, kernel_size, bias=not batch_norm),
-            *norm2d(c1),
-            act(),
-            pool(kernel_size=2, stride=2),
-            nn.Conv2d(c1, c2, kernel_size, bias=not batch_norm),
-            *norm2d(c2),
-            act(),
-            pool(kernel_size=2, stride=2),
+            *(
+                layer
+                for c_in, c_out in zip(convs, convs[1:])
+                for layer in (
+                    nn.Conv2d(c_in, c_out, kernel_size, padding=padding, bias=not batch_norm),
+                    *norm2d(c_out),
+                    act(),
+                    pool(kernel_size=2, stride=2),
+                )
+            ),
             nn.Flatten(),
         )
         self.classifier = nn.Sequential(
-            nn.Linear(c2 * side * side, h1, bias=not batch_norm),
-            *norm1d(h1),
-            act(),
-            *drop(),
-            nn.Linear(h1, h2, bias=not batch_norm),
-            *norm1d(h2),
-            act(),
-            *drop(),
-            nn.Linear(h2, num_classes),
+            *(
+                layer
+                for n_in, n_out in zip(widths, widths[1:])
+                for layer in (nn.Linear(n_in, n_out, bias=not batch_norm), *norm1d(n_out), act(), *drop())
+            ),
+            nn.Linear(widths[-1], num_classes),
         )
         if init != "default":
             self.apply(_INIT_FNS[init])

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from src.trust.attacks import PixelModel
 
 
-def attribute(model: PixelModel, conv2: nn.Module, images: Tensor, methods: list[str], steps: int = 50) -> dict:
+def attribute(model: PixelModel, last_conv: nn.Module, images: Tensor, methods: list[str], steps: int = 50) -> dict:
     """Each method's map for each image (N, 1, 28, 28), for the class the model predicts; also the predictions."""
     with torch.no_grad():
         predicted = model(images).argmax(dim=1)
@@ -29,7 +29,7 @@ def attribute(model: PixelModel, conv2: nn.Module, images: Tensor, methods: list
             ig = IntegratedGradients(model)
             maps[method] = ig.attribute(images, baselines=torch.zeros_like(images), target=predicted, n_steps=steps)
         elif method == "grad_cam":
-            cam = LayerGradCam(model, conv2).attribute(images, target=predicted, relu_attributions=True)
+            cam = LayerGradCam(model, last_conv).attribute(images, target=predicted, relu_attributions=True)
             # the conv output sits on the padded input's grid: upsample to it, then drop the padding
             padded = LayerAttribution.interpolate(cam, (images.shape[-2] + 2 * model.pad,) * 2, "bilinear")
             p = model.pad

@@ -182,11 +182,17 @@ def check_attributions(
     images, labels = test
     picked = first_of_each_class(labels.cpu(), range(len(classes)), s.attribution_images)
     x, y = images[picked], labels[picked]
-    conv2 = next(module for name, module in feature_stages(net) if name.startswith("conv2"))
-    result = attribute(model, conv2, x, s.attribution_methods, steps=s.ig_steps)
+    # Grad-CAM on the last conv stage's activation (conv2 in the classic network): the most class-specific maps
+    layer, last_conv = next((name, module) for name, module in reversed(feature_stages(net)) if name.startswith("conv"))
+    result = attribute(model, last_conv, x, s.attribution_methods, steps=s.ig_steps)
     maps = {name: normalised(m) for name, m in result["maps"].items()}
     save(figures.attribution_figure(x, maps, result["predicted"], y, classes), out / "attributions.png")
-    return {"methods": list(maps), "images": len(picked), "test_indices": picked, "grad_cam_layer": "conv2"}
+    return {
+        "methods": list(maps),
+        "images": len(picked),
+        "test_indices": picked,
+        "grad_cam_layer": layer.split(" + ")[0],
+    }
 
 
 def trust_report(
