@@ -6,7 +6,10 @@ Writes into its run folder (outputs/visualize/<date>/<time>_<pid>):
   with white at zero;
 - ``feature_maps/<n>_<image>.png``: per chosen image, its feature maps after each stage of ``net.features``
   (conv + activation, pooling, conv + activation, pooling), in the network's order, each stage titled with its shape;
-- ``images.csv``: the chosen images, their true class (test images) and the model's prediction;
+- ``images.csv``: the chosen images, their true class (test images), the model's prediction and its probability, and
+  each image's mean activation after every stage (the hidden layers' too);
+- ``class_similarity.csv`` (test images of two or more classes): per stage, the correlation of each pair of classes'
+  mean activations: where the network starts to tell, say, pullovers from coats;
 - TensorBoard events: the penultimate layer's features of the test set (or a seeded subset) for the Projector tab,
   with each image as a sprite and its true and predicted class; with ``tensorboard=true`` the pictures in the Images tab.
 
@@ -32,7 +35,7 @@ from src.config import CONFIG_DIR
 from src.data.datasets import class_indices, first_of_each_class
 from src.errors import run_entry_point
 from src.inference import DataStats, as_stored, list_images, load_checkpoint, load_test_split, prepare_image
-from src.models.stages import conv_layers, feature_stages, run_network
+from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
 
 USAGE = "python -m src.visualize ckpt_path=<checkpoint> [classes=[Pullover,Coat]] [images=8] [inputs=my_digits/]"
 EMBEDDING_TAG = "penultimate"  # the tensor's name in the Projector
@@ -155,8 +158,12 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
     for name, conv in conv_layers(net):
         emit(filter_grid(conv.weight, name), f"filters/{name}", out / f"filters_{name}.png")
 
-    stages = feature_stages(net)
-    logits, maps, _ = run_network(net, chosen.x, [module for _, module in stages])
+    stages, hidden = feature_stages(net), hidden_stages(net)
+    logits, outputs, _ = run_network(net, chosen.x, [module for _, module in stages + hidden])
+    maps = outputs[: len(stages)]
+    # each image's mean activation after every stage, the hidden units' too: how strongly an input (a test image,
+    # noise, a picture of something else) drives each layer
+    means = {name: out.flatten(1).mean(dim=1).tolist() for (name, _), out in zip(stages + hidden, outputs)}
     probs = torch.softmax(logits, dim=1)
     predicted = probs.argmax(dim=1).tolist()
     scales = [(float(m.min()), float(m.max())) for m in maps]  # one colour range per stage, shared by all images
@@ -175,12 +182,20 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
                 "true": classes[true] if true is not None else "",
                 "predicted": classes[pred],
                 "probability": p,
+                **{f"mean {stage}": values[n] for stage, values in means.items()},
             }
         )
     with open(out / "images.csv", "w", newline="") as f:
         csv_writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         csv_writer.writeheader()
         csv_writer.writerows(rows)
+
+    similarity = class_similarity(chosen, [(name, out) for (name, _), out in zip(stages + hidden, outputs)], classes)
+    if similarity:
+        with open(out / "class_similarity.csv", "w", newline="") as f:
+            csv_writer = csv.DictWriter(f, fieldnames=list(similarity[0]))
+            csv_writer.writeheader()
+            csv_writer.writerows(similarity)
 
     summary: dict[str, Any] = {
         "ckpt_path": str(loaded.path),
@@ -200,6 +215,10 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
         f"  feature_maps/: {len(rows)} image(s), maps after "
         + ", ".join(f"{s} ({'x'.join(map(str, m.shape[1:]))})" for (s, _), m in zip(stages, maps))
     )
+    if similarity:
+        print("  class_similarity.csv: the correlation of the classes' mean activations after each stage")
+        for row in similarity:
+            print(f"    {row['stage']}: {row['class_a']} vs {row['class_b']}: {row['correlation']:.3f}")
     if embed:
         summary["embedding"] = write_embedding(writer, net, test_x, test_y, data, settings)
         e = summary["embedding"]
@@ -213,6 +232,26 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
         print(f"  TensorBoard ({tabs}): tensorboard --logdir {out}")
     print(f"Wrote the pictures and images.csv to {out}")
     return summary
+
+
+def class_similarity(chosen: Chosen, outputs: list[tuple[str, Tensor]], classes: list[str]) -> list[dict[str, Any]]:
+    """For test images of two or more classes: per stage and pair of classes, the Pearson correlation of the two
+    classes' mean activation (over their chosen images, every unit of the stage). Near 1: the stage responds to both
+    alike (it does not tell them apart yet); lower: it does."""
+    shown = sorted({t for t in chosen.true if t is not None})
+    if len(shown) < 2:
+        return []
+    true = torch.tensor([-1 if t is None else t for t in chosen.true])
+    rows = []
+    for stage, out in outputs:
+        mean = {c: out[true == c].flatten(1).mean(dim=0) for c in shown}
+        for i, a in enumerate(shown):
+            for b in shown[i + 1 :]:
+                correlation = torch.corrcoef(torch.stack([mean[a], mean[b]]))[0, 1]
+                rows.append(
+                    {"stage": stage, "class_a": classes[a], "class_b": classes[b], "correlation": float(correlation)}
+                )
+    return rows
 
 
 def write_embedding(

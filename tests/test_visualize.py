@@ -23,7 +23,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 
 from src.inference import load_checkpoint, load_test_split
 from src.models import build_network
-from src.models.stages import conv_layers, feature_stages, run_network
+from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
 from src.plots import feature_maps_figure, filter_grid, filter_mosaic
 from src.visualize import EMBEDDING_TAG, METADATA_HEADER, embedding_indices
 from tests.conftest import TrainedRun
@@ -182,6 +182,23 @@ def test_chosen_classes_get_one_picture_each_and_the_same_pictures_in_tensorboar
     assert [r["picture"] for r in rows] == [f"feature_maps/{n}.png" for n in names]
     assert [r["true"] for r in rows] == ["Pullover", "Pullover", "Coat", "Coat"]
     assert [r["predicted"] for r in rows] == [loaded.data.classes[p] for p in predicted]
+
+    # each image's mean activation per stage, and per stage the correlation of the two classes' mean activations,
+    # recomputed here from the network's own layers
+    stages = feature_stages(loaded.net) + hidden_stages(loaded.net)
+    _, outputs, _ = run_network(loaded.net, x[pullovers + coats], [m for _, m in stages])
+    for (stage, _), output in zip(stages, outputs):
+        means = output.flatten(1).mean(dim=1).tolist()
+        assert [float(r[f"mean {stage}"]) for r in rows] == pytest.approx(means, abs=1e-5)
+    with open(out / "class_similarity.csv", newline="") as f:
+        similarity = list(csv.DictReader(f))
+    assert [(r["stage"], r["class_a"], r["class_b"]) for r in similarity] == [
+        (stage, "Pullover", "Coat") for stage, _ in stages
+    ]
+    for row, output in zip(similarity, outputs):
+        pullover, coat = output[:2].flatten(1).mean(0), output[2:].flatten(1).mean(0)
+        expected = float(torch.corrcoef(torch.stack([pullover, coat]))[0, 1])
+        assert float(row["correlation"]) == pytest.approx(expected, abs=1e-5) and -1 <= expected < 1
 
     images = set(read_scalars(out).Tags()["images"])
     assert images == {"filters/conv1", "filters/conv2", *(f"feature_maps/{n}" for n in names)}
