@@ -5,7 +5,9 @@ history.json) and writes into that folder: report.md and report.csv (one row per
 swept keys as columns, failed runs marked), val_acc.png (validation accuracy per epoch, every run on one chart),
 test_acc.png (test accuracy per configuration, mean +- std over seeds where several were run) and curves.png
 (validation accuracy and training loss per epoch, per configuration: the mean over seeds with a +- std band; the
-numbers drawn in curves.json). The per-configuration
+numbers drawn in curves.json) and, where runs recorded diagnostics (``callbacks.diagnostics.every_n_steps``),
+gradients.png (each layer's weight-gradient norm per step, per configuration; numbers in gradients.json). The
+per-configuration
 table also gives each configuration's epochs, fit time, parameter count and, for a recipe that names one
 (``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats. Runs with a trust report
 (``python -m src.trust``, in ``<run>/trust/trust.json``) add its figures as columns, and a per-configuration trust table.
@@ -54,6 +56,9 @@ def load_run(run: Path, root: Path) -> dict[str, Any]:
         "reference": config.get("reference"),
         "params": parameter_count(config.get("model"), config.get("data") or {}),
         "trust": trust_figures(run / "trust" / "trust.json"),
+        "folder": run,
+        # callbacks.diagnostics.every_n_steps > 0: the run's TensorBoard events hold per-layer gradient norms
+        "diagnosed": bool(((config.get("callbacks") or {}).get("diagnostics") or {}).get("every_n_steps")),
     }
 
 
@@ -256,8 +261,8 @@ def write_report(folder: Path) -> dict[str, Any]:
         for label, group in sorted(groups.items(), key=lambda kv: -statistics.mean(accuracies_of(kv[1]))):
             lines.append(trust_row(label, group, trust))
     (folder / "report.md").write_text("\n".join(lines) + "\n")
-    plot_report(folder, runs, groups)
-    return {"runs": len(runs), "swept": keys, "rows": rows}
+    gradients = plot_report(folder, runs, groups)
+    return {"runs": len(runs), "swept": keys, "rows": rows, "gradients": gradients}
 
 
 CURVES = (("val/acc", "validation accuracy"), ("train/loss", "training loss"))
@@ -313,12 +318,82 @@ def plot_curves(folder: Path, groups: dict[str, list[dict[str, Any]]]) -> None:
     save(fig, folder / "curves.png")
 
 
-def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]) -> None:
+GRAD_NORM_PREFIX = "diagnostics/grad_norm/"  # src/callbacks/diagnostics.py's tags: <prefix><layer>.weight, ...
+
+
+def gradient_norms(run: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    """A diagnosed run's gradient L2 norm of each layer's weight per recorded step, read back from its TensorBoard
+    events with TensorBoard's own reader: {"conv1": [(step, norm), ...], ...}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run["folder"]), size_guidance={"scalars": 0})
+    events.Reload()
+    return {
+        tag[len(GRAD_NORM_PREFIX) : -len(".weight")]: [(e.step, e.value) for e in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+        if tag.startswith(GRAD_NORM_PREFIX) and tag.endswith(".weight")
+    }
+
+
+def gradient_bands(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Per configuration with diagnosed runs, per layer, per recorded step: the mean and std over its runs of the
+    layer's weight-gradient norm."""
+    bands: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for label, group in groups.items():
+        per_layer: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for run in group:
+            if run.get("diagnosed"):
+                for layer, points in gradient_norms(run).items():
+                    for step, value in points:
+                        per_layer[layer][step].append(value)
+        if per_layer:
+            bands[label] = {
+                layer: [
+                    {"step": step, "mean": mean, "std": std, "runs": len(values)}
+                    for step, values in sorted(steps.items())
+                    for mean, std in [mean_std(values)]
+                ]
+                for layer, steps in per_layer.items()
+            }
+    return bands
+
+
+def plot_gradients(folder: Path, groups: dict[str, list[dict[str, Any]]]) -> bool:
+    """gradients.png: for configurations whose runs recorded diagnostics, each layer's weight-gradient norm against
+    the step (mean over seeds), one panel per configuration on one log scale: a layer that learns slowly is a low
+    line. The numbers drawn go to gradients.json. False (nothing written) when no run was diagnosed."""
+    import matplotlib.pyplot as plt
+
+    from src.plots import save
+
+    bands = gradient_bands(groups)
+    if not bands:
+        return False
+    (folder / "gradients.json").write_text(json.dumps(bands, indent=1))
+    labels = sorted(bands)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels) + 1, 4), sharey=True, squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        for layer, points in bands[label].items():
+            ax.plot([p["step"] for p in points], [p["mean"] for p in points], label=layer)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_title(label, fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("weight gradient L2 norm (mean over seeds)")
+    fig.tight_layout()
+    save(fig, folder / "gradients.png")
+    return True
+
+
+def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]) -> bool:
+    """The report's pictures; True if it drew gradients.png."""
     import matplotlib.pyplot as plt
 
     from src.plots import save
 
     plot_curves(folder, groups)
+    gradients = plot_gradients(folder, groups)
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for run in runs:
@@ -347,6 +422,7 @@ def plot_report(folder: Path, runs: list[dict[str, Any]], groups: dict[str, list
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     save(fig, folder / "test_acc.png")
+    return gradients
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     result = write_report(folder)
     print((folder / "report.md").read_text())
     print(
-        f"wrote report.md, report.csv, val_acc.png, test_acc.png, curves.png, curves.json to {folder} "
+        f"wrote report.md, report.csv, val_acc.png, test_acc.png, curves.png, curves.json"
+        f"{', gradients.png, gradients.json' if result['gradients'] else ''} to {folder} "
         f"({result['runs']} runs)"
     )
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,22 @@ def test_diagnostics_write_per_layer_tags_to_tensorboard(diagnosed_run: Path):
             for kind in ("weight", "bias")
         ]
         assert math.sqrt(sum(p * p for p in parts)) == pytest.approx(total.value, rel=1e-3)
+
+
+def test_the_report_draws_each_layers_gradient_norms_from_the_runs_events(diagnosed_run: Path, tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(diagnosed_run, sweep / "0_run")
+    result = run_module("src.report", str(sweep))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "gradients.png, gradients.json" in result.stdout
+    assert (sweep / "gradients.png").stat().st_size > 10_000
+    (bands,) = json.loads((sweep / "gradients.json").read_text()).values()  # one configuration
+    assert sorted(bands) == sorted(LAYERS)
+    events = read_scalars(sweep / "0_run")
+    for layer in LAYERS:  # the numbers drawn are the events' own, step by step (one run: std 0)
+        recorded = [(e.step, e.value) for e in events.Scalars(f"diagnostics/grad_norm/{layer}.weight")]
+        assert [(p["step"], p["mean"], p["std"]) for p in bands[layer]] == [(s, v, 0.0) for s, v in recorded]
+        assert len(recorded) == 3  # 30 steps, every 10
 
 
 def test_bad_diagnostics_options_are_refused_before_any_work(tmp_path: Path):

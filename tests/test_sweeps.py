@@ -91,6 +91,7 @@ def test_seeds_are_aggregated_per_configuration(tmp_path: Path, data_dir):
     assert run_module("src.report", str(tmp_path)).returncode == 0
     # curves.png draws, per configuration and epoch, the mean and std over its seeds of the runs' history.json
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert not (tmp_path / "gradients.png").exists()  # no run recorded diagnostics
     drawn = json.loads((tmp_path / "curves.json").read_text())
     for pooling in ("avg", "max"):
         runs = [
