@@ -371,8 +371,12 @@ def plot_gradients(folder: Path, groups: dict[str, list[dict[str, Any]]]) -> boo
         return False
     (folder / "gradients.json").write_text(json.dumps(bands, indent=1))
     labels = sorted(bands)
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels) + 1, 4), sharey=True, squeeze=False)
-    for ax, label in zip(axes[0], labels):
+    columns = min(len(labels), 2)
+    rows = -(-len(labels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns + 1, 4 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(labels) :]:
+        ax.set_visible(False)
+    for ax, label in zip(axes.flat, labels):
         for layer, points in bands[label].items():
             ax.plot([p["step"] for p in points], [p["mean"] for p in points], label=layer)
         ax.set_yscale("log")
@@ -380,7 +384,8 @@ def plot_gradients(folder: Path, groups: dict[str, list[dict[str, Any]]]) -> boo
         ax.set_title(label, fontsize=8)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("weight gradient L2 norm (mean over seeds)")
+    for row in axes:
+        row[0].set_ylabel("weight gradient L2 norm (mean over seeds)")
     fig.tight_layout()
     save(fig, folder / "gradients.png")
     return True
