@@ -166,6 +166,8 @@ NOT_RECIPE = (
     "trainer.deterministic",
     "trainer.enable_progress_bar",
     "callbacks.progress_bar.refresh_rate",
+    "callbacks.diagnostics.every_n_steps",  # diagnostics only watch: the weights trained are the same
+    "callbacks.diagnostics.checks",
     "torch_threads",
     "reuse_cpu_memory",
     "data.pipeline",
