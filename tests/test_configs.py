@@ -37,6 +37,8 @@ def test_groups_are_the_documented_ones():
         "fast_mnist",
         "best_mnist",
         "best_fashion",
+        "dive_into_dl_pytorch",
+        "d2l_improved",
     } <= set(GROUPS["experiment"])
     assert GROUPS["augment"] == ["affine", "crop_flip", "none", "shift"]
 
@@ -107,6 +109,33 @@ def test_experiment_composes(experiment, tmp_path, data_dir, cfg):
         assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
         assert cfg.data.batch_size == 256 and cfg.trainer.max_epochs == 5
         assert model.net.input_size == 28 and model.net.classifier[0].in_features == 16 * 4 * 4
+
+
+def test_d2l_improved_is_d2l_sigmoid_with_the_exercises_winners(cfg):
+    """docs/exercises.md's improved network: d2l's recipe with exactly the four changes its exercises chose, the rest
+    (data, batch, epochs, layer sizes) d2l's, so that the comparison there is one of those changes alone."""
+
+    def flat(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            elif key != "reference" and not prefix.startswith(("hydra.", "paths.", "reference.")):
+                yield f"{prefix}{key}", value
+
+    d2l, improved = (
+        dict(flat(OmegaConf.to_container(cfg(f"experiment={e}")))) for e in ("d2l_sigmoid", "d2l_improved")
+    )
+    changed = {
+        key: (d2l.get(key), improved.get(key))
+        for key in d2l.keys() | improved.keys()
+        if d2l.get(key) != improved.get(key)
+    }
+    assert changed == {
+        "model.activation": ("sigmoid", "tanh"),
+        "model.pooling": ("avg", "max"),
+        "model.init": ("xavier", "kaiming"),
+        "optimizer.lr": (0.9, 0.1),
+    }
 
 
 def test_dive_into_dl_pytorch_trains_on_unpadded_fashion_mnist(tmp_path, data_dir, cfg):
