@@ -5,6 +5,8 @@ come from the same commands at full length."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +26,29 @@ def in_folder(token: str, folder: Path) -> str:
     return token.replace(OUTPUTS, f"{folder}/")
 
 
+def page_variables(path: Path = PAGE) -> dict[str, str]:
+    """The shell variables the page's code blocks set (``run='outputs/exercises/baseline/0_seed=1/'``), which its
+    commands use as ``${run}``: each names one job of a sweep."""
+    variables, in_block = {}, False
+    for line in path.read_text().splitlines():
+        if line.strip().startswith("```"):
+            in_block = not in_block
+        elif in_block and (match := re.match(r"^(\w+)=(\S+)", line.strip())):
+            variables[match[1]] = shlex.split(match[2])[0]
+    return variables
+
+
+def tiny_job(page_job: str, folder: Path) -> Path:
+    """The tiny sweep's job for a job folder the page names (seed 1 of a configuration). The tiny sweeps run seed 1
+    alone, so their folders are numbered and named without the seed: match on the other overrides."""
+    job = Path(page_job.rstrip("/"))
+    wanted = re.sub(r"(^|,)seed=1$", "", job.name.split("_", 1)[1] if "_" in job.name else "")
+    sweep = Path(in_folder(str(job.parent), folder))
+    found = [j for j in sweep.iterdir() if j.is_dir() and (j.name.split("_", 1)[1] if "_" in j.name else "") == wanted]
+    assert len(found) == 1, (page_job, sorted(j.name for j in sweep.iterdir()))
+    return found[0]
+
+
 def tiny_sweep(command: Command, folder: Path) -> list[str]:
     """The sweep with one seed and a few batches per job, into ``folder``."""
     given = {a.split("=", 1)[0] for a in command.argv}
@@ -39,6 +64,19 @@ def test_the_page_shows_every_exercise_as_a_command():
     assert all("seed=1,2,3" in c.argv for c in SWEEPS), [str(c) for c in SWEEPS if "seed=1,2,3" not in c.argv]
     modules = {c.module for c in COMMANDS}
     assert {"src.train", "src.report", "src.visualize"} <= modules
+
+
+def test_the_page_names_jobs_its_sweeps_write():
+    """A job folder the page points at (``${run}``) is one its sweep writes: numbered and named as Hydra's basic sweeper
+    orders the jobs, by the overrides that vary."""
+    variables = page_variables()
+    assert variables
+    for name, value in variables.items():
+        job = Path(value.rstrip("/"))
+        (command,) = [c for c in SWEEPS if f"hydra.sweep.dir={job.parent}" in c.argv]
+        jobs = combinations(command.argv)
+        varying = [i for i in range(len(jobs[0])) if len({j[i] for j in jobs}) > 1]
+        assert job.name in [f"{n}_" + ",".join(j[i] for i in varying) for n, j in enumerate(jobs)], (name, value)
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +104,25 @@ def test_each_exercise_sweep_runs_every_job(command: Command, tiny_runs):
 def test_the_report_and_the_pictures_run_on_what_the_sweeps_wrote(tiny_runs, tmp_path: Path):
     folder, results = tiny_runs
     assert all(r.returncode == 0 for r in results.values())
-    baseline = folder / "exercises" / "baseline" / "0_seed=1"
-    for command in [c for c in COMMANDS if c.module != "src.train"]:
-        argv = [in_folder(a.replace("${run}", f"{baseline}/"), folder) for a in command.argv]
-        result = run_module(command.module, *argv)
+    jobs = {name: f"{tiny_job(value, folder)}/" for name, value in page_variables().items()}
+    assert {"run", "improved"} <= jobs.keys(), jobs
+    commands = [c for c in COMMANDS if c.module != "src.train"]
+    argvs = []
+    for command in commands:
+        argv = [in_folder(re.sub(r"\$\{(\w+)\}", lambda m: jobs[m[1]], a), folder) for a in command.argv]
+        if command.module == "src.visualize":  # its own run folder under the test's; a small Projector embedding
+            argv.append(f"hydra.run.dir={tmp_path / str(command.line)}")
+            if not any(a.startswith("embedding.samples=") for a in argv):
+                argv.append("embedding.samples=100")
+        argvs.append(argv)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda c, argv: run_module(c.module, *argv), commands, argvs))
+    for command, argv, result in zip(commands, argvs, results):
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
         if command.module == "src.report":
             assert (Path(argv[0]) / "report.md").is_file() and (Path(argv[0]) / "curves.png").is_file()
+        if command.module == "src.visualize":  # the numbers the page quotes come from these files
+            run = tmp_path / str(command.line)
+            assert (run / "images.csv").is_file() and list((run / "feature_maps").glob("*.png")), command
+            if any(a.startswith("classes=") for a in argv):
+                assert (run / "class_similarity.csv").is_file(), command
