@@ -15,17 +15,23 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from src.checks import Problems, is_int, require
-from src.config import CONFIG_DIR
-from src.errors import run_entry_point
-from src.inference import ExportCheckError, MissingDependencyError, load_checkpoint, load_test_split
+from src.core.entry_point import hydra_entry_point
+from src.core.errors import ExportCheckError, MissingDependencyError
+from src.core.settings import Rule, check, choice, integer, is_number, required
+from src.training.checkpoints import load_checkpoint
 
 FORMATS = {"onnx": "lenet5.onnx", "torchscript": "lenet5.pt"}
+RULES = [
+    choice("format", FORMATS),
+    integer("check_images", 1, 10_000, note="the test set's size"),
+    integer("opset", 7),
+    Rule("atol", lambda v: is_number(v) and v >= 0, "must be a number >= 0"),
+    Rule("rtol", lambda v: is_number(v) and v >= 0, "must be a number >= 0"),
+]
 CHECK_BATCHES = (1, 7)  # besides one batch of all check images: proves the batch dimension is free
 
 
@@ -83,24 +89,20 @@ def export_torchscript(
 
 
 def export(cfg: DictConfig) -> dict[str, float | str]:
-    ckpt_path = require(cfg, "ckpt_path", "python -m src.export ckpt_path=<checkpoint> format=onnx")
-    problems = Problems(cfg)
-    problems.choice("format", FORMATS)
-    problems.check(
-        "check_images", lambda v: is_int(v) and 1 <= v <= 10_000, "must be an integer in 1..10000 (the test set's size)"
-    )
-    problems.raise_if_any()
-    loaded = load_checkpoint(ckpt_path)
-    net, data = loaded.net.eval(), loaded.data
+    check(cfg, RULES, required("ckpt_path", "python -m src.export ckpt_path=<checkpoint> format=onnx"))
+    loaded = load_checkpoint(cfg.ckpt_path)
+    net = loaded.net
     in_channels, side = net.features[0].in_channels, net.input_size
     example = torch.zeros(1, in_channels, side, side)  # fixed image size; the batch dimension stays dynamic
 
     # The check images first: a missing data set stops the command before anything is written.
-    images, _ = load_test_split(cfg.paths.data_dir, data, int(cfg.check_images))
+    images, _ = loaded.test_split(cfg.paths.data_dir, int(cfg.check_images))
     out = Path(cfg.paths.output_dir)
     path = out / FORMATS[cfg.format]
     preprocessing = {
-        **data.as_dict(),
+        "dataset": loaded.dataset,
+        **loaded.preprocessing.state(),
+        "classes": loaded.classes,
         "input": f"(batch, {in_channels}, {side}, {side}) float32: (pixels/255 - mean)/std, 28x28 images padded by pad",
         "output": "logits (softmax for probabilities)",
     }
@@ -125,7 +127,7 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
     print(f"Exported {cfg.format} to {path} (input (batch, {in_channels}, {side}, {side}), dynamic batch)")
     tolerance = f"{cfg.atol:g} + {cfg.rtol:g} x |logit|"
     print(
-        f"Check on {len(images):,} real {data.dataset} test images (batches of {', '.join(map(str, CHECK_BATCHES))} "
+        f"Check on {len(images):,} real {loaded.dataset} test images (batches of {', '.join(map(str, CHECK_BATCHES))} "
         f"and {len(images):,}): max abs difference vs PyTorch = {max_diff:.3g} on logits up to {largest:.1f} "
         f"(tolerance {tolerance}): {'passed' if passed else 'FAILED'}; same predicted class for {agree:.2%}"
     )
@@ -147,9 +149,7 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
     return result
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
-def main(cfg: DictConfig) -> None:
-    run_entry_point(export, cfg)
+main = hydra_entry_point(export, "export")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Classify your own images: ``python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg]`` (or a folder).
 
 Each image (any size, colour or grayscale, dark-on-light or light-on-dark) is brought to the training format
-the way MNIST was made (``src.inference.to_mnist_format``), then normalised with the checkpoint's statistics.
+the way MNIST was made (``src.data.images.to_mnist_format``), then normalised with the checkpoint's preprocessing.
 Prints the predicted class and the top-k probabilities per image; writes predictions.csv (and inputs.png, the
 images as the model sees them) into its run folder (outputs/predict/<date>/<time>_<pid>).
 """
@@ -12,40 +12,34 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from src.checks import Problems, is_int, require
-from src.config import CONFIG_DIR
-from src.errors import run_entry_point
-from src.inference import list_images, load_checkpoint, prepare_image
+from src.core.entry_point import hydra_entry_point
+from src.core.plots import image_grid, save
+from src.core.settings import as_list, check, flag, integer, required
+from src.data.images import list_images, prepare_image
+from src.training.checkpoints import load_checkpoint
+
+USAGE = "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg] (or inputs=<folder>)"
+RULES = [integer("top_k", 1), integer("max_pixels", 1), flag("save_inputs")]
 
 
 def predict(cfg: DictConfig) -> list[dict[str, Any]]:
-    ckpt_path = require(cfg, "ckpt_path", "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg]")
-    inputs = require(
-        cfg, "inputs", "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg] (or inputs=<folder>)"
-    )
-    inputs = OmegaConf.to_container(inputs) if OmegaConf.is_config(inputs) else inputs
-    problems = Problems(cfg)
-    for key in ("top_k", "max_pixels"):
-        problems.check(key, lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
-    problems.raise_if_any()
+    check(cfg, RULES, required("ckpt_path", USAGE), required("inputs", USAGE))
     top_k, max_pixels = cfg.top_k, cfg.max_pixels
-
-    paths = list_images(inputs)  # every path is checked before the model is loaded
-    loaded = load_checkpoint(ckpt_path)
+    paths = list_images(as_list(cfg.inputs))  # every path is checked before the model is loaded
+    loaded = load_checkpoint(cfg.ckpt_path)
     # All images are read and checked first: one bad file stops the run before anything is written.
-    prepared = [prepare_image(p, loaded.data, max_pixels) for p in paths]
+    prepared = [prepare_image(p, loaded.preprocessing, max_pixels) for p in paths]
     batch = torch.stack([x for x, _ in prepared])
     with torch.no_grad():
         probs = torch.softmax(loaded.net(batch), dim=1)
     k = min(top_k, probs.shape[1])
     top_p, top_i = probs.topk(k, dim=1)
 
-    classes = loaded.data.classes
+    classes = loaded.classes
     rows = []
     for path, ps, idx in zip(paths, top_p.tolist(), top_i.tolist()):
         row: dict[str, Any] = {"path": str(path), "prediction": classes[idx[0]], "index": idx[0], "probability": ps[0]}
@@ -68,14 +62,10 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
 
 def save_inputs_grid(digits: list[np.ndarray], labels: list[str], path: Path, limit: int = 64) -> None:
     """The first images as the model sees them (28x28, MNIST layout), titled with their predictions."""
-    from src.plots import image_grid, save
-
     save(image_grid(digits[:limit], labels[:limit]), path)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
-def main(cfg: DictConfig) -> None:
-    run_entry_point(predict, cfg)
+main = hydra_entry_point(predict, "predict")
 
 
 if __name__ == "__main__":

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import CONFIG_DIR
-from src.errors import run_entry_point
-from src.lit_module import LitLeNet5
-from src.validation import validate
+from src.core.entry_point import hydra_entry_point
+from src.core.settings import integer
+from src.training.lit_module import LitLeNet5
+from src.training.rules import check_training_config
 
 # the recipe knobs named in the table's title
 SHOWN = ("activation", "pooling", "init", "batch_norm", "dropout", "channels", "kernel_size", "hidden", "input_size")
 
 
 def summarize(cfg: DictConfig) -> str:
-    validate(cfg)
+    check_training_config(cfg, [integer("max_depth", -1)])
     module = LitLeNet5.from_config(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     shown = ", ".join(f"{k}={model[k]}" for k in SHOWN if k in model)
@@ -42,9 +41,7 @@ def summarize(cfg: DictConfig) -> str:
     return table
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="summary")
-def main(cfg: DictConfig) -> None:
-    run_entry_point(summarize, cfg)
+main = hydra_entry_point(summarize, "summary")
 
 
 if __name__ == "__main__":

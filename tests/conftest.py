@@ -36,8 +36,8 @@ def cfg() -> Callable[..., DictConfig]:
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real MNIST and Fashion-MNIST IDX files, where ``src.train`` finds them: ``paths.data_dir`` (DATA_DIR when
     set, else the project's own data/), downloaded there first when they are missing and the machine is online."""
+    from src.core.errors import DataNotFoundError
     from src.data import DATASETS, MNISTDataModule
-    from src.errors import DataNotFoundError
 
     root = Path(compose_config().paths.data_dir)
     with session_lock(tmp_path_factory, "data"):  # one download at a time

@@ -1,19 +1,28 @@
-"""Helpers shared by the tests: run an entry point as a user would, read TensorBoard files back."""
+"""Helpers shared by the tests: run an entry point as a user would, read TensorBoard files back, serve the demo,
+draw on its canvas."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import queue
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from src.core.config import compose_config  # noqa: F401  (the tests compose configs as the entry points do)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,18 +34,6 @@ TINY = [
     "trainer.limit_test_batches=2",
     "callbacks.progress_bar.refresh_rate=0",
 ]
-
-
-def compose_config(*overrides: str, config_name: str = "train") -> Any:
-    """A config composed as the entry point ``config_name`` composes it (Hydra's compose API, no hydra.* keys)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from src.config import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name, overrides=list(overrides), return_hydra_config=False)
 
 
 def run_module(
@@ -165,3 +162,73 @@ class CodePayload:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+# -- the demo: its server in a subprocess, and what its drawing page sends ---------------------------------------
+PAD_SIDE = 280  # the page's drawing pad
+
+
+def canvas_png(digit: np.ndarray, side: int = PAD_SIDE) -> bytes:
+    """A 28x28 light-on-dark digit drawn as the page's pad sends it: scaled up smoothly to ``side`` x ``side``, an
+    opaque RGBA PNG (what ``canvas.toBlob`` writes)."""
+    image = Image.fromarray(np.asarray(digit, dtype=np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.convert("RGBA").save(out, format="PNG")
+    return out.getvalue()
+
+
+class DemoServer:
+    """``python -m src.demo <overrides>`` in a subprocess; ``url`` once it prints its address. A context manager:
+    the server is stopped on exit; ``output`` then holds everything it printed (stdout and stderr)."""
+
+    def __init__(self, *overrides: str, timeout: float = 300, env: dict[str, str] | None = None) -> None:
+        self.overrides, self.timeout = list(overrides), timeout
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+        self.lines: list[str] = []
+        self.url = ""
+
+    def __enter__(self) -> DemoServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "src.demo", *self.overrides],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        found: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            for line in self.process.stdout:
+                self.lines.append(line)
+                if "demo at http://" in line:
+                    found.put(line.split("demo at ", 1)[1].split()[0].rstrip("/"))
+            found.put("")  # the process ended
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            self.url = found.get(timeout=self.timeout)
+        except queue.Empty:
+            self.url = ""
+        if not self.url:
+            self.__exit__()
+            raise RuntimeError(f"python -m src.demo {' '.join(self.overrides)} did not start:\n{self.output[-4000:]}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        return host, int(port)

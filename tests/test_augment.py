@@ -21,13 +21,12 @@ def digits(data_dir) -> MNISTDataModule:
 
 
 def loader(dm: MNISTDataModule, augment: dict | None, seed: int = 1, epoch: int = 0) -> TensorBatches:
-    images, labels = dm._splits["train"]
+    images, labels = dm.split("train")
     batches = TensorBatches(
         images[:2048],
         labels[:2048],
         256,
-        dm.mean,
-        dm.std,
+        dm.preprocessing,
         shuffle=True,
         seed=seed,
         augment=BatchAugment.from_config(augment),
@@ -53,7 +52,7 @@ def test_seeded_per_epoch_and_labels_untouched(augment: dict, digits: MNISTDataM
     again_x, _ = epoch_batches(digits, augment)
     assert torch.equal(x, again_x)  # the same seed and epoch: the same batches (what a resumed run draws again)
     # Another epoch or seed draws other augmentations of the same images: compare image by image, in one order.
-    images = digits._splits["train"][0][:256].float()
+    images = digits.split("train")[0][:256].float()
     augment_fn = BatchAugment.from_config(augment)
     draws = [
         augment_fn(images, BatchAugment.generator(images.device, seed, epoch, 0, 0))
@@ -65,7 +64,7 @@ def test_seeded_per_epoch_and_labels_untouched(augment: dict, digits: MNISTDataM
 def test_shift_moves_whole_pixels_within_the_range(digits: MNISTDataModule):
     """MNIST digits sit in the 20x20 centre of the padded 32x32 image: a shift of up to 2 pixels loses no ink, and
     each augmented image is its original rolled by one offset in [-2, 2] x [-2, 2]."""
-    images = digits._splits["train"][0][:512].float()
+    images = digits.split("train")[0][:512].float()
     out = BatchAugment(**SHIFT)(images, BatchAugment.generator(images.device, 0, 0, 0, 0))
     assert torch.equal(out.sum((1, 2, 3)), images.sum((1, 2, 3)))
     seen = set()
@@ -82,7 +81,7 @@ def test_shift_moves_whole_pixels_within_the_range(digits: MNISTDataModule):
 
 
 def test_values_stay_in_the_pixel_range(digits: MNISTDataModule):
-    images = digits._splits["train"][0][:256].float()
+    images = digits.split("train")[0][:256].float()
     for augment in (AFFINE, CROP_FLIP):
         out = BatchAugment.from_config(augment)(images, BatchAugment.generator(images.device, 0, 0, 0, 0))
         assert out.shape == images.shape and out.device == images.device
@@ -93,7 +92,7 @@ def test_values_stay_in_the_pixel_range(digits: MNISTDataModule):
 
 
 def test_flip_mirrors_about_half_the_images(digits: MNISTDataModule):
-    images = digits._splits["train"][0][:1000].float()
+    images = digits.split("train")[0][:1000].float()
     out = BatchAugment(flip=0.5)(images, BatchAugment.generator(images.device, 0, 0, 0, 0))
     mirrored = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, images)])
     unchanged = torch.tensor([torch.equal(o, i) for o, i in zip(out, images)])
@@ -173,6 +172,6 @@ def test_augmentation_runs_on_the_gpu_where_the_batch_is(data_dir):
     dm.setup(device="cuda")
     x, y = next(iter(dm.train_dataloader()))
     assert x.device.type == y.device.type == "cuda"
-    images = dm._splits["train"][0][:256].float()
+    images = dm.split("train")[0][:256].float()
     generator = BatchAugment.generator(images.device, 0, 0, 0, 0)
     assert generator.device.type == "cuda" and BatchAugment.from_config(AFFINE)(images, generator).device.type == "cuda"

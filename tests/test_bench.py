@@ -35,7 +35,8 @@ def test_report_ratios_pair_rounds_and_pool_medians(tmp_path: Path):
     """Each ratio twice: of the pooled medians, and per round (a slow round slows every variant in it alike)."""
     from argparse import Namespace
 
-    from src.bench.report import combine, write_report
+    from src.bench.results import combine
+    from src.bench.results import write_results as write_report
 
     def variant(rounds: list[list[float]]) -> dict:  # epoch seconds per round; each round's first epoch is dropped
         runs = [{"exit_code": 0, "epoch_seconds": r, "test_acc": 0.98, "peak_rss_mb": 900.0} for r in rounds]
@@ -62,9 +63,9 @@ def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp
     import torch
 
     from src.bench.paired import PlainStepsBetween, paired_summary, run_paired
-    from src.bench.recipe import compose_config
+    from src.core.config import compose_config
 
-    cfg = compose_config([f"paths.data_dir={data_dir}", "data.batch_size=64"])
+    cfg = compose_config(f"paths.data_dir={data_dir}", "data.batch_size=64")
     probe = PlainStepsBetween(cfg, torch.device("cpu"), segment=3)
     before = [p.detach().clone() for p in probe.net.parameters()]
     for steps, validation_at in ((5, None), (5, None), (4, 2)):

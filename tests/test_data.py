@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
+from src.core.errors import DataNotFoundError
 from src.data import MNISTDataModule, TensorBatches
 from src.data.datasets import RAW_FILES
-from src.errors import DataNotFoundError
+from src.data.preprocessing import Preprocessing
 
 FASHION_CLASSES = [
     "T-shirt/top",
@@ -60,7 +61,7 @@ def test_statistics_match_the_data_sets_readme(dm):
     # On the unpadded 28x28 scale the training split's mean is close to the full training set's
     # (MNIST 0.1307, Fashion-MNIST 0.2860, the published statistics); padding 2 scales it by 784/1024.
     unpadded = {"mnist": 0.1307, "fashion_mnist": 0.2860}[dm.hparams.dataset]
-    assert dm.mean == pytest.approx(unpadded * 784 / 1024, abs=2e-3)
+    assert dm.preprocessing.mean == pytest.approx(unpadded * 784 / 1024, abs=2e-3)
 
 
 def test_validation_split_is_fixed_and_disjoint(data_dir):
@@ -77,28 +78,31 @@ def test_tensor_pipeline_matches_torchvision_transforms(data_dir):
     tensor = MNISTDataModule(data_dir=str(data_dir), pipeline="tensor")
     classic = MNISTDataModule(data_dir=str(data_dir), pipeline="classic")
     tensor.setup(), classic.setup()
-    assert (tensor.mean, tensor.std) == (classic.mean, classic.std)
+    assert tensor.preprocessing == classic.preprocessing
     for split in ("val", "test"):
         x_t, y_t = next(iter(getattr(tensor, f"{split}_dataloader")()))
         x_c, y_c = next(iter(getattr(classic, f"{split}_dataloader")()))
         assert torch.equal(y_t, y_c)
         torch.testing.assert_close(x_t, x_c, atol=1e-5, rtol=0)
     # and for training samples, picked by the same permutation the tensor path uses
-    images, labels = tensor._splits["train"]
+    images, labels = tensor.split("train")
     for i in (0, 123, 54_999):
         x_c, y_c = classic._classic["train"][i]
-        x_t = (images[i].float() / 255 - tensor.mean) / tensor.std
+        x_t = (images[i].float() / 255 - tensor.preprocessing.mean) / tensor.preprocessing.std
         assert y_c == labels[i].item()
         torch.testing.assert_close(x_t, x_c, atol=1e-5, rtol=0)
+
+
+AS_THEY_ARE = Preprocessing(pad=0, mean=0.0, std=1 / 255)  # x * 1 - 0: each sample's id comes out as it went in
 
 
 def test_every_sample_once_per_epoch_reshuffled_and_seeded(data_dir):
     dm = MNISTDataModule(data_dir=str(data_dir), seed=7)
     dm.setup()
-    images, labels = dm._splits["train"]
+    images, labels = dm.split("train")
     # mark each sample by its position so batches can be traced back to indices
     ids = torch.arange(len(labels))
-    loader = TensorBatches(ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 256, 0.0, 1 / 255, shuffle=True, seed=7)
+    loader = TensorBatches(ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 256, AS_THEY_ARE, shuffle=True, seed=7)
 
     def epoch_order(loader, epoch):
         loader.sampler.set_epoch(epoch)
@@ -107,9 +111,9 @@ def test_every_sample_once_per_epoch_reshuffled_and_seeded(data_dir):
     e0, e1 = epoch_order(loader, 0), epoch_order(loader, 1)
     assert sorted(e0.tolist()) == list(range(55_000))  # every sample exactly once
     assert not torch.equal(e0, e1)  # reshuffled between epochs
-    again = TensorBatches(ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 256, 0.0, 1 / 255, shuffle=True, seed=7)
+    again = TensorBatches(ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 256, AS_THEY_ARE, shuffle=True, seed=7)
     assert torch.equal(epoch_order(again, 1), e1)  # same seed and epoch -> same order
-    other = TensorBatches(ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 256, 0.0, 1 / 255, shuffle=True, seed=8)
+    other = TensorBatches(ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 256, AS_THEY_ARE, shuffle=True, seed=8)
     assert not torch.equal(epoch_order(other, 1), e1)
 
 
@@ -118,7 +122,7 @@ def test_setup_places_the_splits_on_a_given_device_without_a_trainer(data_dir):
     # stands in for a GPU here: tensors with shapes and no data, so where each split and batch lands is checked.
     dm = MNISTDataModule(data_dir=str(data_dir))
     dm.setup(device="meta")
-    assert {t.device.type for split in dm._splits.values() for t in split} == {"meta"}
+    assert {t.device.type for name in ("train", "val", "test") for t in dm.split(name)} == {"meta"}
     x, y = next(iter(dm.train_dataloader()))
     assert x.device.type == y.device.type == "meta" and x.shape == (dm.hparams.batch_size, 1, 32, 32)
 
@@ -128,7 +132,7 @@ def test_ddp_ranks_draw_disjoint_shards_of_one_permutation():
     shards = []
     for rank in range(2):
         loader = TensorBatches(
-            ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 64, 0.0, 1.0, True, seed=3, rank=rank, world_size=2
+            ids.view(-1, 1, 1, 1).to(torch.uint8), ids, 64, AS_THEY_ARE, True, seed=3, rank=rank, world_size=2
         )
         loader.sampler.set_epoch(4)
         shards.append(torch.cat([y for _, y in loader]))
@@ -154,8 +158,8 @@ def test_normalize_false_serves_raw_pixels_as_d2l_does(pipeline, data_dir):
     (mean 0, std 1) make inference prepare images the same way."""
     dm = MNISTDataModule(data_dir=str(data_dir), dataset="fashion_mnist", normalize=False, pipeline=pipeline)
     dm.setup()
-    assert (dm.mean, dm.std) == (0.0, 1.0) and dm.state_dict()["mean"] == 0.0
+    assert dm.preprocessing == Preprocessing(2, 0.0, 1.0) and dm.state_dict()["mean"] == 0.0
     x, _ = next(iter(dm.test_dataloader()))
-    images, _ = dm._splits["test"]
+    images, _ = dm.split("test")
     torch.testing.assert_close(x, images[: len(x)].float() / 255, atol=1e-6, rtol=0)
     assert x.min() == 0.0 and x.max() == 1.0

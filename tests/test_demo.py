@@ -19,11 +19,10 @@ import torch
 from PIL import Image
 from torchvision.datasets import MNIST
 
-from src.bench.demo import DemoServer, canvas_png
-from src.inference import load_checkpoint, load_test_split, prepare_image
-from src.models.stages import feature_stages, hidden_stages, run_network
+from src.data.images import prepare_image
+from src.training.checkpoints import load_checkpoint
 from tests.conftest import TrainedRun
-from tests.helpers import TINY, CodePayload, compose_config, run_module, tiny_png_claiming
+from tests.helpers import TINY, CodePayload, DemoServer, canvas_png, compose_config, run_module, tiny_png_claiming
 
 N_DIGITS = 100  # real test digits sent as canvas PNGs
 STAGES = [
@@ -75,6 +74,23 @@ def decode(block: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(block["data"]), dtype=np.uint8).reshape(block["shape"])
 
 
+def dequantised(block: dict) -> np.ndarray:
+    """The values a block stands for, by its documented rule (docs/demo.md): ``min + q / 255 * (max - min)``."""
+    return block["min"] + decode(block).astype(np.float64) / 255 * (block["max"] - block["min"])
+
+
+def layer_by_layer(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The logits and every stage's output (each activation and pooling), the layers applied one after the other by
+    hand: no hooks, not the server's way of reading them."""
+    stages, kinds = [], (torch.nn.ReLU, torch.nn.MaxPool2d)
+    with torch.no_grad():
+        for layer in [*net.features, *net.classifier]:
+            x = layer(x)
+            if isinstance(layer, kinds):
+                stages.append(x[0])
+    return x, stages
+
+
 def png(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(out, format="PNG")
@@ -86,48 +102,53 @@ def test_the_model_description_names_the_checkpoint_its_classes_and_stages(serve
     status, model, _ = ask(server, "GET", "/api/model")
     assert status == 200
     loaded = load_checkpoint(mnist_run.ckpt)
-    assert model["classes"] == list(loaded.data.classes) and model["dataset"] == "mnist"
+    assert model["classes"] == list(loaded.classes) and model["dataset"] == "mnist"
     assert model["checkpoint"]["path"] == str(mnist_run.ckpt)
     assert model["checkpoint"]["recipe"] == "fast_mnist"
     assert model["checkpoint"]["test_acc"] == pytest.approx(mnist_run.test_acc)
     assert [(s["name"], s["shape"]) for s in model["stages"]] == STAGES
-    conv1 = loaded.net.features[0].weight.detach()
-    filters = decode(model["filters"])
-    assert filters.shape == (6, 1, 5, 5)
-    # symmetric about zero: the largest |weight| is 0 or 255, and the order of the weights is kept
-    limit = conv1.abs().max().item()
+    conv1 = loaded.net.features[0].weight.detach().numpy()
+    assert decode(model["filters"]).shape == (6, 1, 5, 5)
+    # symmetric about zero (white is 0, as src.visualize draws them), each weight within half a step of 255
+    limit = float(np.abs(conv1).max())
     assert model["filters"]["min"] == pytest.approx(-limit) and model["filters"]["max"] == pytest.approx(limit)
-    expected = np.rint((conv1.numpy() + limit) * 255 / (2 * limit))
-    assert np.abs(filters.astype(float) - expected).max() <= 1
+    assert np.abs(dequantised(model["filters"]) - conv1).max() <= limit / 255 + 1e-6
     assert model["test_set"]["images"] == 10_000 and 0 < model["test_set"]["misclassified"] < 500
 
 
 def test_test_digits_drawn_on_the_canvas_are_read_as_src_predict_reads_them(
     server: DemoServer, mnist_run: TrainedRun, mnist_test: MNIST
 ):
-    """The page's canvas PNGs of real test digits: the server's answer is the network's on ``prepare_image`` (the
-    function ``src.predict`` uses) of the same bytes, every stage is there, and the digits read right."""
+    """The page's canvas PNGs of real test digits: the server reads the bytes as ``src.predict`` does
+    (``prepare_image``), and its answer is the network's, stage by stage, computed here layer by layer; the prepared
+    input is the test digit again, in MNIST's own layout; and the digits read right."""
     loaded = load_checkpoint(mnist_run.ckpt)
     net = loaded.net.eval()
-    right = 0
+    right, alike = 0, []
     for index in range(N_DIGITS):
-        body = canvas_png(mnist_test.data[index].numpy())
+        original = mnist_test.data[index].numpy()
+        body = canvas_png(original)
         status, answer, _ = ask(server, "POST", "/api/predict", body)
         assert status == 200 and answer["blank"] is False, answer
-        x, digit = prepare_image(body, loaded.data)
-        logits, maps, _ = run_network(net, x.unsqueeze(0), [m for _, m in feature_stages(net) + hidden_stages(net)])
+        x, digit = prepare_image(body, loaded.preprocessing)
+        alike.append(np.corrcoef(digit.ravel(), original.ravel())[0, 1])  # back from the 280x280 pad, re-centred
+        logits, maps = layer_by_layer(net, x.unsqueeze(0))
         probs = torch.softmax(logits[0], dim=0)
         assert answer["probabilities"] == pytest.approx(probs.tolist(), abs=1e-5)
         assert answer["prediction"]["index"] == int(probs.argmax())
-        assert answer["prediction"]["class"] == loaded.data.classes[int(probs.argmax())]
+        assert answer["prediction"]["class"] == loaded.classes[int(probs.argmax())]
         assert np.abs(decode(answer["input"]).astype(float) - digit).max() <= 0.5 + 1e-3  # one rounding step
         assert [(s["name"], s["shape"]) for s in answer["stages"]] == STAGES
         for block, expected in zip(answer["stages"], maps, strict=True):
             assert block["min"] == pytest.approx(expected.min().item(), abs=1e-4)
             assert block["max"] == pytest.approx(expected.max().item(), abs=1e-4)
+            step = (block["max"] - block["min"]) / 255
+            assert np.abs(dequantised(block) - expected.numpy()).max() <= step / 2 + 1e-4
         right += answer["prediction"]["index"] == int(mnist_test.targets[index])
     print(f"\n{right} of {N_DIGITS} MNIST test digits sent as 280x280 canvas PNGs read right")
     assert right >= 0.95 * N_DIGITS
+    # prepared as MNIST made its digits: most come back as the test digit itself (a few are cropped otherwise)
+    assert np.median(alike) > 0.95 and min(alike) > 0.5, sorted(alike)[:5]
 
 
 def test_a_28x28_array_is_the_network_input_as_a_test_image_is(
@@ -135,7 +156,7 @@ def test_a_28x28_array_is_the_network_input_as_a_test_image_is(
 ):
     """Sent as JSON, a test image is not re-centred: the answer is the network's on the image as evaluation feeds it."""
     loaded = load_checkpoint(mnist_run.ckpt)
-    images, labels = load_test_split(os.environ.get("DATA_DIR") or compose_config().paths.data_dir, loaded.data, 20)
+    images, labels = loaded.test_split(compose_config().paths.data_dir, 20)
     with torch.no_grad():
         expected = torch.softmax(loaded.net.eval()(images), dim=1)
     right = 0

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 from torchvision.datasets import MNIST
 
-from src.bench.demo import DemoServer
 from tests.conftest import TrainedRun
+from tests.helpers import DemoServer
 
 pytestmark = pytest.mark.browser
 REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from src.callbacks.diagnostics import activation_statistics, layer_names
 from src.models import LeNet5
+from src.training.callbacks.diagnostics import activation_statistics, layer_names
 from tests.helpers import TINY, read_scalars, run_module
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
@@ -42,22 +42,23 @@ def test_layers_are_named_by_their_place_in_the_network():
     assert names["classifier.0"] == "fc1" and names["classifier.6"] == "fc3"
 
 
+DIAGNOSED = [
+    "model.activation=sigmoid",
+    *TINY,
+    "trainer.limit_train_batches=30",
+    "callbacks.diagnostics.every_n_steps=10",
+    "lr_find.enabled=true",
+    "lr_find.apply=true",
+    "lr_find.num_training=30",
+]
+
+
 @pytest.fixture(scope="module")
 def diagnosed_run(tmp_path_factory, data_dir) -> Path:
     """One short sigmoid run with both tools on: the learning-rate finder (30 trial steps, its suggestion applied),
     then training with diagnostics every 10 steps."""
     run = tmp_path_factory.mktemp("diagnosed")
-    result = run_module(
-        "src.train",
-        "model.activation=sigmoid",
-        *TINY,
-        "trainer.limit_train_batches=30",
-        "callbacks.diagnostics.every_n_steps=10",
-        "lr_find.enabled=true",
-        "lr_find.apply=true",
-        "lr_find.num_training=30",
-        f"hydra.run.dir={run}",
-    )
+    result = run_module("src.train", *DIAGNOSED, f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     return run
 
@@ -73,7 +74,6 @@ def test_diagnostics_write_per_layer_tags_to_tensorboard(diagnosed_run: Path):
         for stat in ("mean", "std", "saturated"):
             values = events.Scalars(f"diagnostics/activations/{layer}.act/{stat}")
             assert [v.step for v in values] == [0, 10, 20]  # the training steps only, not the finder's trial steps
-        assert all(0 <= v.value <= 1 for v in events.Scalars(f"diagnostics/activations/{layer}.act/saturated"))
     # The per-parameter norms are the parts of the total: its square is their squares' sum, at every step recorded
     for total in events.Scalars("diagnostics/grad_norm/total"):
         parts = [
@@ -82,6 +82,35 @@ def test_diagnostics_write_per_layer_tags_to_tensorboard(diagnosed_run: Path):
             for kind in ("weight", "bias")
         ]
         assert math.sqrt(sum(p * p for p in parts)) == pytest.approx(total.value, rel=1e-3)
+
+
+def test_step_0s_activation_statistics_are_the_initial_networks_on_the_first_batch(diagnosed_run: Path, tmp_path):
+    """What the run recorded at step 0 is what its initial network gives on its first training batch, both rebuilt
+    here from the run's config and seed (the lr finder restores the initial weights before training starts)."""
+    import lightning as L
+
+    from src.core.config import compose_config
+    from src.training.build import build
+
+    cfg = compose_config(*DIAGNOSED, f"paths.output_dir={tmp_path}")
+    L.seed_everything(cfg.seed, workers=True)  # as src.train seeds, right before it builds
+    datamodule, module, _ = build(cfg)
+    datamodule.setup(device="cpu")
+    x, _ = next(iter(datamodule.train_dataloader()))
+    names, outputs = layer_names(module.net), {}
+    for name, m in module.net.named_modules():
+        if isinstance(m, nn.Sigmoid):
+            m.register_forward_hook(lambda _m, _in, out, layer=names[name]: outputs.__setitem__(layer, out))
+    with torch.no_grad():
+        module.net.train()(x)
+    events = read_scalars(diagnosed_run)
+    assert sorted(outputs) == ["conv1.act", "conv2.act", "fc1.act", "fc2.act"]
+    for layer, out in outputs.items():
+        expected = activation_statistics(nn.Sigmoid(), out)
+        assert set(expected) == {"mean", "std", "saturated"}
+        for stat, value in expected.items():
+            recorded = next(v.value for v in events.Scalars(f"diagnostics/activations/{layer}/{stat}") if v.step == 0)
+            assert recorded == pytest.approx(value, rel=1e-4, abs=1e-7), f"{layer} {stat} at step 0"
 
 
 def test_the_report_draws_each_layers_gradient_norms_from_the_runs_events(diagnosed_run: Path, tmp_path: Path):
@@ -119,7 +148,7 @@ def test_bad_diagnostics_options_are_refused_before_any_work(tmp_path: Path):
 def test_steepest_descent_is_taken_per_decade_of_lr():
     """A loss that falls fastest at lr 1e-3 on log-spaced trial lrs: the suggestion is there. Differentiating with
     respect to lr itself (Lightning 2.6's suggestion()) lands elsewhere on the same curve."""
-    from src.tuning import steepest_descent
+    from src.training.lr_finder import steepest_descent
 
     lrs = torch.logspace(-6, 0, 100, dtype=torch.float64)
     losses = 2.3 - torch.tanh(2 * (torch.log10(lrs) + 3))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.config import sweep_job_dir
+from src.core.config import sweep_job_dir
 from tests.helpers import ROOT, TINY, run_module
 from tests.test_readme import Command, combinations, readme_commands
 

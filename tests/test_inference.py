@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 from torchvision.datasets import MNIST
 
-from src.errors import CheckpointError
-from src.inference import ImageError, load_checkpoint, load_test_split, normalize, read_grayscale, to_mnist_format
+from src.core.errors import CheckpointError, ImageError
+from src.data.images import prepare_image, read_grayscale, to_mnist_format
+from src.training.checkpoints import load_checkpoint
 from tests.conftest import TrainedRun
 from tests.helpers import CodePayload, run_module, tiny_png_claiming
 
@@ -130,7 +131,7 @@ def test_predict_agrees_with_the_model_on_real_digits_in_any_form(trained: dict,
     digits, labels = test_set.data[:N_DIGITS], test_set.targets[:N_DIGITS]
     loaded = load_checkpoint(trained["ckpt"])
     with torch.no_grad():  # what the model says about the original test tensors
-        reference = loaded.net(normalize(digits, loaded.data)).argmax(1)
+        reference = loaded.net(loaded.preprocessing(digits)).argmax(1)
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -149,8 +150,13 @@ def test_predict_agrees_with_the_model_on_real_digits_in_any_form(trained: dict,
     assert len(rows) == N_DIGITS * len(forms)
     first = rows["000_original.png"]
     assert re.search(rf"000_original\.png: {re.escape(first['prediction'])}  \(top-3: ", result.stdout)
+    # the top 3 of the network's softmax on the file as src.predict prepares it, with their classes
+    x, _ = prepare_image(folder / "000_original.png", loaded.preprocessing)
+    with torch.no_grad():
+        expected = torch.softmax(loaded.net(x.unsqueeze(0))[0], dim=0).topk(3)
     top = [float(first[f"top{k}_prob"]) for k in (1, 2, 3)]
-    assert top == sorted(top, reverse=True) and 0 < sum(top) <= 1 + 1e-6
+    assert top == pytest.approx(expected.values.tolist(), abs=1e-6)
+    assert [first[f"top{k}_class"] for k in (1, 2, 3)] == [loaded.classes[i] for i in expected.indices.tolist()]
 
     print(
         f"\nprediction agreement with the model on the original tensors ({N_DIGITS} MNIST test digits, "
@@ -198,7 +204,7 @@ def test_export_matches_pytorch_on_real_test_images(fmt: str, trained: dict, tmp
 
     # Load the file independently and compare on other real test images, at two batch sizes.
     loaded = load_checkpoint(trained["ckpt"])
-    images = load_test_split(data_dir, loaded.data, 3000)[0][2000:]
+    images = loaded.test_split(data_dir, 3000)[0][2000:]
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -219,7 +225,7 @@ def test_export_matches_pytorch_on_real_test_images(fmt: str, trained: dict, tmp
         f"\n{fmt}: max abs difference vs PyTorch: {reported.group(1)} (src.export's check, logits up to "
         f"{reported.group(2)}), {max(diffs):.3g} (this test, {len(images)} other test images)"
     )
-    assert json.loads((tmp_path / "lenet5.json").read_text())["classes"] == loaded.data.classes
+    assert json.loads((tmp_path / "lenet5.json").read_text())["classes"] == loaded.classes
 
 
 @pytest.mark.parametrize("missing", ["state_dict", "hyper_parameters", "MNISTDataModule"])

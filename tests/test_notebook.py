@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,22 @@ def test_the_tour_is_committed_without_outputs():
     assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
 
 
+def without_this_environment(path: str) -> str:
+    """PATH without the folder of this interpreter's programs (a virtual environment's bin/): as a user has it who
+    runs ``.venv/bin/jupyter lab`` without activating the environment."""
+    here = Path(sys.executable).parent
+    return os.pathsep.join(p for p in path.split(os.pathsep) if p and Path(p).resolve() != here.resolve())
+
+
 @pytest.mark.slow
 def test_the_tour_runs_top_to_bottom_on_real_data(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     from tensorboard import manager
 
     monkeypatch.setenv("LENET_TOUR_QUICK", "1")
     monkeypatch.setenv("LENET_TOUR_DIR", str(tmp_path))
+    # The kernel runs this interpreter (the environment's python), but its programs are not on PATH: %tensorboard must
+    # still find the environment's own tensorboard.
+    monkeypatch.setenv("PATH", without_this_environment(os.environ.get("PATH", "")))
     notebook = nbformat.read(TOUR, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(ROOT / "notebooks")}})
     try:

@@ -1,6 +1,7 @@
-"""Every ``python -m src....`` command the README shows runs as shown.
+"""Every ``python -m src....`` command the README (and docs/results.md, the measurements moved out of it) shows runs
+as shown; the README stays a manual.
 
-The commands are read from README.md's fenced code blocks (and ``$ `` prompts), trailing ``# comments`` dropped:
+The commands are read from the pages' fenced code blocks (and ``$ `` prompts), trailing ``# comments`` dropped:
 - single training runs run for real as subprocesses, on a tiny budget (``TINY``) in a temporary folder;
 - sweeps (``-m``) are expanded into their combinations, and each must compose with Hydra and pass validation;
 - ``src.summary`` runs (it needs no data); ``src.bench`` lines must parse, and their ``--extra`` overrides compose;
@@ -13,7 +14,7 @@ The commands are read from README.md's fenced code blocks (and ``$ `` prompts), 
 from __future__ import annotations
 
 import argparse
-import itertools
+import re
 import runpy
 import shlex
 import shutil
@@ -24,17 +25,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from src.validation import validate
+from src.training.rules import check_training_config as validate
 from tests.helpers import ROOT, TINY, compose_config, run_module
 
 README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results.md"  # the figures and their commands, moved out of the README
+README_LIMIT = 12_000  # characters: a manual a newcomer reads top to bottom
 
 
 @dataclass
 class Command:
-    line: int  # 1-based line number in README.md
+    page: str  # README.md or docs/results.md
+    line: int  # 1-based line number in the page
     tokens: list[str]  # the command line as the shell splits it, without its trailing comment
     output: list[str] = field(default_factory=list)  # what the README shows it printing (after a `$ ` prompt)
 
@@ -54,12 +59,16 @@ class Command:
     def sweep(self) -> bool:
         return "-m" in self.argv or "--multirun" in self.argv
 
+    @property
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
+
     def __str__(self) -> str:
-        return f"README.md:{self.line}: {self.text}"
+        return f"{self.where}: {self.text}"
 
 
 def readme_commands(path: Path = README) -> list[Command]:
-    """The README's ``python -m src.`` lines in fenced code blocks or after a ``$ `` prompt, with shown output."""
+    """A page's ``python -m src.`` lines in fenced code blocks or after a ``$ `` prompt, with shown output."""
     commands: list[Command] = []
     in_block, prompted = False, None
     for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -73,14 +82,15 @@ def readme_commands(path: Path = README) -> list[Command]:
         elif not in_block:
             continue
         if text.startswith("python -m src."):
-            commands.append(Command(number, shlex.split(text, comments=True)))  # without a trailing "# comment"
+            page = str(path.relative_to(ROOT))
+            commands.append(Command(page, number, shlex.split(text, comments=True)))  # without a trailing "# comment"
             prompted = commands[-1] if prompt else None
         elif prompted is not None and text:
             prompted.output.append(text)
     return commands
 
 
-COMMANDS = readme_commands()
+COMMANDS = readme_commands(README) + readme_commands(RESULTS)
 
 
 # src.trust's README commands run on 200 test images with a 2-step PGD: the full report takes two minutes
@@ -108,13 +118,14 @@ WITH_ARTEFACTS = [c for c in COMMANDS if needs_artefacts(c) and c not in DEMOS]
 
 
 def ids(commands: list[Command]) -> list[str]:
-    return [f"L{c.line}" for c in commands]
+    return [c.where.replace("README.md:", "L").replace("docs/results.md:", "results:L") for c in commands]
 
 
 def test_the_readme_shows_commands_of_every_kind():
     """A parser that finds nothing would make every test below pass vacuously."""
     assert len(TRAIN_RUNS) >= 5 and SWEEPS and SUMMARIES and BENCHES and DEMOS, [str(c) for c in COMMANDS]
-    assert any(c.text == "python -m src.train" for c in TRAIN_RUNS), "the README's first run, as shown"
+    assert any(c.text == "python -m src.train" and c.page == "README.md" for c in TRAIN_RUNS), "the first run, as shown"
+    assert any(c.page == "docs/results.md" for c in SWEEPS), "the recipes' sweeps, on the results page"
     handled = {id(c) for c in TRAIN_RUNS + SWEEPS + SUMMARIES + BENCHES + WITH_ARTEFACTS + DEMOS}
     unhandled = [str(c) for c in COMMANDS if id(c) not in handled]
     assert not unhandled, f"README commands this test has no rule for: {unhandled}"
@@ -177,6 +188,47 @@ def test_commands_on_a_checkpoint_or_folder_run_as_shown(
     assert_shows(command, result.stdout + result.stderr)
 
 
+# --- the README is a manual: short, and its tree is the code's -------------------------------------------------
+
+
+def test_the_readme_is_a_manual_of_at_most_12000_characters():
+    size = len(README.read_text())
+    assert size <= README_LIMIT, (
+        f"README.md has {size:,} characters, over the {README_LIMIT:,} of a manual a newcomer reads top to bottom: "
+        "move findings, dated tables and benchmark figures to docs/ (docs/results.md), and link them"
+    )
+
+
+def readme_tree() -> str:
+    """The README's tree of src/ and conf/: its first ```text block."""
+    text = README.read_text()
+    return text.split("```text\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_tree_names_every_part_of_src_and_conf():
+    """Every folder and module of src/ (a new tool, command or library folder) and every config group of conf/ is in
+    the README's tree, and the tree names nothing that is gone."""
+    tree = readme_tree()
+    words = set(re.findall(r"[A-Za-z_][\w.]*/?", tree))
+    src = ROOT / "src"
+    parts = {p.name + "/" for p in src.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    parts |= {p.name for p in src.glob("*.py") if p.name != "__init__.py"}
+    groups = {p.name + "/" for p in (ROOT / "conf").iterdir() if p.is_dir()}
+    entry_configs = {p.name for p in (ROOT / "conf").glob("*.yaml")}
+    assert parts - words == set(), f"src/ parts missing from the README's tree: {sorted(parts - words)}"
+    assert groups - words == set(), f"conf/ groups missing from the README's tree: {sorted(groups - words)}"
+    assert entry_configs - words == set(), (
+        f"conf/*.yaml missing from the README's tree: {sorted(entry_configs - words)}"
+    )
+    named = {w for w in words if w.endswith((".py", ".yaml"))}
+    gone = {w for w in named if not list(ROOT.glob(f"src/**/{w}")) and not list(ROOT.glob(f"conf/**/{w}"))}
+    assert not gone, f"the README's tree names files that do not exist: {sorted(gone)}"
+    for folder in ("training", "models", "data", "core"):
+        for module in (src / folder).glob("*.py"):
+            if module.stem != "__init__":
+                assert module.stem in words, f"src/{folder}/{module.name} is not named in the README's tree"
+
+
 # --- single training runs: for real, on a tiny budget ---------------------------------------------------------
 
 
@@ -196,14 +248,14 @@ def train_runs(tmp_path_factory: pytest.TempPathFactory, data_dir) -> dict[int, 
     """Every README training run, two at a time (the machine has 2 cores); a command the README shows twice (the
     set-up's ``python -m src.train`` and the recipes' list) runs once."""
     folder = tmp_path_factory.mktemp("readme_runs")
-    first = {}  # the command's text -> the line it first appears on
+    first = {}  # the command's text -> where it first appears
     for c in TRAIN_RUNS:
-        first.setdefault(c.text, c.line)
-    jobs = {c.line: (c, folder / f"L{c.line}") for c in TRAIN_RUNS if first[c.text] == c.line}
+        first.setdefault(c.text, c.where)
+    jobs = {c.where: (c, folder / f"run{n}") for n, c in enumerate(TRAIN_RUNS) if first[c.text] == c.where}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {line: pool.submit(run_module, "src.train", *tiny(c, run_dir)) for line, (c, run_dir) in jobs.items()}
-        done = {line: (futures[line].result(), jobs[line][1]) for line in jobs}
-    return {c.line: done[first[c.text]] for c in TRAIN_RUNS}
+        futures = {at: pool.submit(run_module, "src.train", *tiny(c, run_dir)) for at, (c, run_dir) in jobs.items()}
+        done = {at: (futures[at].result(), jobs[at][1]) for at in jobs}
+    return {c.where: done[first[c.text]] for c in TRAIN_RUNS}
 
 
 def assert_shows(command: Command, printed: str) -> None:
@@ -216,7 +268,7 @@ def assert_shows(command: Command, printed: str) -> None:
 
 @pytest.mark.parametrize("command", TRAIN_RUNS, ids=ids(TRAIN_RUNS))
 def test_training_command_runs_as_shown(command: Command, train_runs: dict):
-    result, run_dir = train_runs[command.line]
+    result, run_dir = train_runs[command.where]
     printed = result.stdout + result.stderr
     if no_gpu_here(command):
         # No CUDA GPU on this machine: the run must stop before any work with a message naming the key.
@@ -236,13 +288,9 @@ def test_training_command_runs_as_shown(command: Command, train_runs: dict):
 
 
 def combinations(argv: list[str]) -> list[list[str]]:
-    """A sweep's jobs as lists of overrides, as Hydra's basic sweeper expands the comma lists."""
+    """A sweep's jobs as lists of overrides: Hydra's basic sweeper's own expansion of the comma lists."""
     overrides = OverridesParser.create().parse_overrides([a for a in argv if a not in ("-m", "--multirun")])
-    axes = [
-        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
-        for o in overrides
-    ]
-    return [list(job) for job in itertools.product(*axes)]
+    return [job for batch in BasicSweeper.split_arguments(overrides, max_batch_size=None) for job in batch]
 
 
 def compose_and_validate(overrides: list[str]) -> None:
@@ -304,7 +352,7 @@ def test_demo_command_serves_as_shown(command: Command, tmp_path: Path, mnist_ru
     import json
     import urllib.request
 
-    from src.bench.demo import DemoServer
+    from tests.helpers import DemoServer
 
     args = [a.replace("<checkpoint>", str(mnist_run.ckpt)) for a in command.argv if not a.startswith("port=")]
     outputs = tmp_path / "outputs"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.callbacks import RNGStateCheckpoint
+from src.core.errors import ConfigError, DataIntegrityError
 from src.data import MNISTDataModule
-from src.errors import ConfigError, DataIntegrityError
-from src.validation import validate
+from src.training.callbacks import RNGStateCheckpoint
+from src.training.rules import check_training_config as validate
 from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
 
 QUIET = "callbacks.progress_bar.refresh_rate=0"

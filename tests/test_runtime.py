@@ -18,8 +18,8 @@ SETUP = """
 import json, resource, statistics, sys
 import torch
 from hydra import compose, initialize_config_dir
-from src.config import CONFIG_DIR
-from src.runtime import configure_runtime
+from src.core.config import CONFIG_DIR
+from src.training.cpu import configure_runtime
 
 with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
     cfg = compose("train", overrides=sys.argv[1:])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.plugins.hparams import api_pb2
 
-from src.report import reference_cell
+from src.report.tables import reference_cell
 from tests.helpers import TINY, TensorBoardServer, hparams_data, read_scalars, run_module, sweep_jobs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,15 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.errors import CheckpointError, ConfigError
-from src.inference import load_checkpoint
+from src.core.errors import CheckpointError, ConfigError
 from src.models.stages import feature_stages
-from src.trust.attacks import PixelModel, fgsm, pgd
+from src.training.adversarial import PixelModel, adversarial_batch
+from src.training.checkpoints import load_checkpoint
+from src.trust.attacks import fgsm, pgd
 from src.trust.attributions import attribute
 from src.trust.calibration import expected_calibration_error, fit_temperature, negative_log_likelihood, reliability
-from src.trust.corruptions import CORRUPTIONS, corrupt, corruptions_for
-from src.trust.launch import check_corruption_names, find_targets, splits
-from src.trust.settings import read_settings
+from src.trust.corruptions import CORRUPTIONS, corrupt, corruptions_for, unavailable_corruptions
+from src.trust.targets import find_targets, splits
 from tests.helpers import CodePayload, compose_config, read_scalars, run_module
 
 # corruptions without a random draw: the same image always gives the same result, whatever the seed
@@ -70,7 +71,7 @@ def mnist(mnist_run):
     net = loaded.net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return PixelModel(net, loaded.data.pad, loaded.data.mean, loaded.data.std), val, test, loaded
+    return PixelModel(net, loaded.preprocessing), val, test, loaded
 
 
 def test_temperature_scaling_lowers_the_validation_nll_of_an_overconfident_model(mnist):
@@ -98,15 +99,14 @@ def test_fashion_mnist_gets_the_corruptions_that_suit_garments(cfg):
     assert len(corruptions_for("mnist")) == 15
     garments = corruptions_for("fashion_mnist")
     assert len(garments) == 13 and "zigzag" not in garments and "dotted_line" not in garments
-    settings = read_settings(cfg("corruptions.names=[fog,zigzag]", config_name="trust"))
-    with pytest.raises(ConfigError, match="zigzag .*for fashion_mnist choose among"):
-        check_corruption_names(settings, "fashion_mnist", Path("/nonexistent"))
+    (problem,) = unavailable_corruptions(["fog", "zigzag"], "fashion_mnist", "auto", Path("/nonexistent"))
+    assert re.search("zigzag .*for fashion_mnist choose among", problem), problem
 
 
 def test_official_mnist_c_files_are_read_where_placed_under_the_data_root(mnist, tmp_path):
     """The zenodo layout, <root>/mnist_c/<name>/test_images.npy (uint8, N x 28 x 28 x 1) and test_labels.npy; here
     filled with the real test images themselves, so the accuracy read must be the clean one."""
-    from src.trust.report import check_corruptions
+    from src.trust.checks import check_corruptions
 
     model, _, (x, y), loaded = mnist
     folder = tmp_path / "mnist_c" / "rotate"
@@ -115,24 +115,16 @@ def test_official_mnist_c_files_are_read_where_placed_under_the_data_root(mnist,
     np.save(folder / "test_labels.npy", y.numpy())
     from torch.utils.tensorboard import SummaryWriter
 
-    settings = read_settings(compose_config("corruptions.names=[rotate,fog]", config_name="trust"))
+    settings = compose_config("corruptions.names=[rotate,fog]", config_name="trust")
     writer = SummaryWriter(str(tmp_path / "events"))
-    result = check_corruptions(
-        model, (x, y), settings, "mnist", tmp_path / "mnist_c", loaded.data.classes, tmp_path, writer
-    )
+    result = check_corruptions(model, (x, y), settings, "mnist", tmp_path / "mnist_c", loaded.classes, tmp_path, writer)
     writer.close()
     assert result["sources"] == {"rotate": "official", "fog": "generated"} and result["source"] == "mixed"
     with torch.no_grad():
         clean = float((model(x).argmax(1) == y).float().mean())
     assert result["accuracy"]["rotate"] == pytest.approx(clean)
-    with pytest.raises(ConfigError, match="lacks fog"):
-        check_corruption_names(
-            read_settings(
-                compose_config("corruptions.names=[rotate,fog]", "corruptions.source=official", config_name="trust")
-            ),
-            "mnist",
-            tmp_path / "mnist_c",
-        )
+    (problem,) = unavailable_corruptions(["rotate", "fog"], "mnist", "official", tmp_path / "mnist_c")
+    assert "lacks fog" in problem and "rotate" not in problem.split("lacks")[1].split("(")[0]
 
 
 def accuracy_on(model, images, labels) -> float:
@@ -153,7 +145,7 @@ def test_fgsm_matches_a_plain_fgsm_written_here(mnist):
     """PyTorch's tutorial's FGSM, written out: the loss gradient of the normalised network's input taken back to
     pixels, one signed step, clipped to [0, 1]."""
     model, _, (x, y), loaded = mnist
-    data, net, epsilon = loaded.data, model.net, 0.1
+    data, net, epsilon = loaded.preprocessing, model.net, 0.1
     pixels = x.clone().requires_grad_(True)
     normalised = (F.pad(pixels, (data.pad,) * 4) - data.mean) / data.std
     F.nll_loss(F.log_softmax(net(normalised), dim=1), y, reduction="sum").backward()
@@ -199,10 +191,10 @@ def test_bad_settings_are_refused_at_once_before_any_work(mnist_run, tmp_path):
     )
     assert result.returncode == 2, result.stderr[-3000:]
     for line in (
-        "checks=['calibration', 'honesty']: a list of some of calibration, corruptions, attacks, attributions",
-        "corruptions.names=['fog', 'smog']: all, or a list of some of shot_noise,",
-        "attacks.epsilons=[0.1, 1.5]: a list of numbers in [0, 1]",
-        "attacks.pgd_steps=0: an integer >= 1",
+        "checks=['calibration', 'honesty']: must be a list of some of calibration, corruptions, attacks, attributions",
+        "corruptions.names=['fog', 'smog']: must be all, or a list of some of shot_noise,",
+        "attacks.epsilons=[0.1, 1.5]: must be a list of numbers in [0, 1]",
+        "attacks.pgd_steps=0: must be an integer >= 1",
     ):
         assert line in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -212,14 +204,12 @@ def test_bad_settings_are_refused_at_once_before_any_work(mnist_run, tmp_path):
 def test_a_checkpoint_of_another_data_set_is_refused(fashion_run, tmp_path):
     """What src.trust checks of every checkpoint before the first report starts (its exit 2 path is the one the bad
     settings above take)."""
-    from src.inference import check_same_data
-
     (target,) = find_targets(str(fashion_run.ckpt), tmp_path)
     loaded = load_checkpoint(target.ckpt)
     with pytest.raises(
         ConfigError, match=r"was trained on fashion_mnist \(10 classes\), not on mnist.*data=fashion_mnist"
     ):
-        check_same_data(loaded, compose_config(config_name="trust").data.dataset, loaded.data.classes)
+        loaded.check_dataset(compose_config(config_name="trust").data.dataset)
     assert target.out == fashion_run.run / "trust" and not target.out.exists()
 
 
@@ -234,7 +224,7 @@ def test_an_unsafe_checkpoint_or_a_folder_without_runs_is_refused(tmp_path):
 
 
 def test_the_command_reports_into_the_run_folder_and_src_report_compares_it(mnist_run, tmp_path):
-    from src.report import write_report
+    from src.report.sweep import write_sweep_report as write_report
 
     sweep = tmp_path / "sweep"
     run = sweep / "0_seed=42"
@@ -307,7 +297,7 @@ def test_adversarial_training_trains_on_pgd_examples_inside_the_ball(tmp_path, d
     one-cycle it stayed at chance, 0.12, where its Adam reaches 0.93 in 200 batches)."""
     from omegaconf import open_dict
 
-    from src.train import build
+    from src.training.build import build
 
     composed = cfg(
         "experiment=robust_mnist",
@@ -325,8 +315,9 @@ def test_adversarial_training_trains_on_pgd_examples_inside_the_ball(tmp_path, d
     trainer.fit(model, datamodule=datamodule)
     assert trainer.callback_metrics["val/acc"] > 0.6, "experiment=robust_mnist does not learn from its PGD examples"
     x, y = next(iter(datamodule.train_dataloader()))
-    adversarial = model.adversarial_batch(x, y)
-    epsilon, pad, mean, std = composed.adversarial.epsilon, composed.data.pad, datamodule.mean, datamodule.std
+    preprocessing = datamodule.preprocessing
+    adversarial = adversarial_batch(model.net, x, y, preprocessing, composed.adversarial)
+    epsilon, pad, mean, std = composed.adversarial.epsilon, preprocessing.pad, preprocessing.mean, preprocessing.std
     moved = (adversarial - x) * std  # pixel units
     assert moved.abs().max() <= epsilon + 1e-5 and moved.abs().max() > 0.9 * epsilon
     assert torch.allclose(adversarial[..., :pad, :], torch.full_like(adversarial[..., :pad, :], -mean / std))

@@ -21,11 +21,11 @@ from PIL import Image
 from torch import nn
 from torchvision.datasets import MNIST, FashionMNIST
 
-from src.inference import load_checkpoint, load_test_split
+from src.core.plots import feature_maps_figure, filter_grid, filter_mosaic
 from src.models import build_network
 from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
-from src.plots import feature_maps_figure, filter_grid, filter_mosaic
-from src.visualize import EMBEDDING_TAG, METADATA_HEADER, embedding_indices
+from src.training.checkpoints import load_checkpoint
+from src.visualize.projector import EMBEDDING_TAG, METADATA_HEADER, embedding_indices
 from tests.conftest import TrainedRun
 from tests.helpers import TensorBoardServer, read_scalars, run_module
 from tests.test_inference import assert_clean_failure
@@ -89,7 +89,7 @@ def test_filter_grids_show_every_kernel_of_each_conv_layer_on_one_scale(runs: di
 def test_stages_are_found_by_module_type_and_read_from_the_real_forward_pass(runs: dict[str, Path], data_dir: Path):
     loaded = load_checkpoint(checkpoint(runs["mnist"]))
     net = loaded.net
-    x, _ = load_test_split(data_dir, loaded.data, 5)
+    x, _ = loaded.test_split(data_dir, 5)
     stages = feature_stages(net)
     assert [name for name, _ in stages] == CLASSIC_STAGES
     logits, maps, penultimate = run_network(net, x, [m for _, m in stages])
@@ -125,7 +125,7 @@ def test_stages_of_a_batch_norm_tanh_network_are_named_by_what_lies_between():
 
 def test_a_feature_map_picture_shows_each_stage_in_order_with_its_shape(runs: dict[str, Path], data_dir: Path):
     loaded = load_checkpoint(checkpoint(runs["mnist"]))
-    x, _ = load_test_split(data_dir, loaded.data, 2)
+    x, _ = loaded.test_split(data_dir, 2)
     stages = feature_stages(loaded.net)
     _, maps, _ = run_network(loaded.net, x, [m for _, m in stages])
     scales = [(float(m.min()), float(m.max())) for m in maps]
@@ -174,14 +174,14 @@ def test_chosen_classes_get_one_picture_each_and_the_same_pictures_in_tensorboar
             assert img.format == "PNG" and min(img.size) > 150, png
 
     loaded = load_checkpoint(checkpoint(runs["fashion_mnist"]))
-    x, _ = load_test_split(data_dir, loaded.data, 100)
+    x, _ = loaded.test_split(data_dir, 100)
     with torch.no_grad():
         predicted = loaded.net(x[pullovers + coats]).argmax(1).tolist()
     with open(out / "images.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["picture"] for r in rows] == [f"feature_maps/{n}.png" for n in names]
     assert [r["true"] for r in rows] == ["Pullover", "Pullover", "Coat", "Coat"]
-    assert [r["predicted"] for r in rows] == [loaded.data.classes[p] for p in predicted]
+    assert [r["predicted"] for r in rows] == [loaded.classes[p] for p in predicted]
 
     # each image's mean activation per stage, and per stage the correlation of the two classes' mean activations,
     # recomputed here from the network's own layers
@@ -228,7 +228,7 @@ def test_the_projector_serves_the_penultimate_features_with_sprites_and_labels(
     loaded = load_checkpoint(checkpoint(runs["mnist"]))
     indices = embedding_indices(10_000, samples, seed)
     assert len(set(indices.tolist())) == samples and torch.equal(indices, embedding_indices(10_000, samples, seed))
-    x, y = load_test_split(data_dir, loaded.data, 10_000)
+    x, y = loaded.test_split(data_dir, 10_000)
     with torch.no_grad():
         hidden = nn.Sequential(*list(loaded.net.classifier)[:-1])(loaded.net.features(x[indices]))
         predicted = loaded.net(x[indices]).argmax(1)
@@ -249,7 +249,7 @@ def test_the_projector_serves_the_penultimate_features_with_sprites_and_labels(
         header, *rows = server.get(f"/plugin/projector/metadata{query}", raw=True).decode().splitlines()
         assert header.split("\t") == METADATA_HEADER and len(rows) == samples
         table = [r.split("\t") for r in rows]
-        classes = loaded.data.classes
+        classes = loaded.classes
         assert [int(r[3]) for r in table] == indices.tolist()
         assert [r[0] for r in table] == [classes[t] for t in y[indices].tolist()]
         assert [r[1] for r in table] == [classes[p] for p in predicted.tolist()]

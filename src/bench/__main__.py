@@ -15,7 +15,7 @@ import src.bench
 from src.bench.paired import PAIRED_LEVELS, paired_summary
 from src.bench.plain import PLAIN_VARIANTS
 from src.bench.recipe import AUGMENT, SEED, data_dir, recipe_overrides
-from src.bench.report import combine, machine_info, write_report
+from src.bench.results import combine, machine_info, write_results
 from src.bench.worker import (
     lightning_command,
     round_command,
@@ -25,10 +25,35 @@ from src.bench.worker import (
     worker_command,
     worker_result,
 )
-from src.config import PROJECT_ROOT
+from src.core.config import PROJECT_ROOT
+from src.data.datasets import ensure_files
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: no CUDA GPU is available on this machine")
+    if args.tiny:
+        args.epochs, args.rounds, args.tta_rounds, args.segment = min(args.epochs, 2), 1, 1, 2
+    if args.worker:  # inside a worker process: run one plain loop and write its result
+        return run_worker(args)
+
+    ensure_files(data_dir(), "mnist")  # missing data: one clear error before any variant runs
+    out = args.out or PROJECT_ROOT / "outputs" / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    jobs, paired_jobs = variant_commands(args, out, parser)
+    results: dict[str, Any] = run_rounds(jobs, args, out)
+    if paired_jobs:
+        results["paired"] = run_paired_levels(paired_jobs, out)
+    print(write_results(out, results, machine_info(args.accelerator), args))
+    print(f"[bench] written to {out}")
+    codes = [r["exit_code"] for name, r in results.items() if name != "paired"]
+    codes += [r["exit_code"] or int(not r.get("segments")) for r in results.get("paired", {}).values()]
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m src.bench", description=src.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -40,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta-rounds", type=int, default=2, help="runs of experiment=fast_mnist (time to 99%%)")
     parser.add_argument("--tiny", action="store_true", help="a few batches per variant (CI)")
     parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")
-    parser.add_argument("--variants", default="textbook,raw,lightning,augment,fast_mnist,paired")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--segment", type=int, default=10, help="steps per segment of the paired measurement")
     parser.add_argument(
         "--extra",
@@ -52,22 +77,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=[*PLAIN_VARIANTS, *PAIRED_LEVELS], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.accelerator == "gpu" and not torch.cuda.is_available():
-        parser.error("--accelerator gpu: no CUDA GPU is available on this machine")
-    if args.tiny:
-        args.epochs, args.rounds, args.tta_rounds, args.segment = min(args.epochs, 2), 1, 1, 2
+    return parser
 
-    if args.worker:  # inside a worker process: run one plain loop and write its result
-        return run_worker(args)
 
-    from src.data import MNISTDataModule
+VARIANTS = ("textbook", "raw", "lightning", "augment", "fast_mnist", "paired")
+# test accuracy four times an epoch: the stopwatch stops within a quarter epoch of reaching the target
+TIME_TO_ACCURACY = [
+    "experiment=fast_mnist",
+    "+callbacks.time_to_accuracy._target_=src.bench.time_to_accuracy.TimeToAccuracy",
+    "+callbacks.time_to_accuracy.target=0.99",
+    "trainer.val_check_interval=0.25",
+    f"seed={SEED}",
+]
 
-    MNISTDataModule(data_dir=data_dir()).prepare_data()  # missing data: one clear error before any variant runs
-    out = args.out or PROJECT_ROOT / "outputs" / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True, exist_ok=True)
+
+def variant_commands(
+    args: argparse.Namespace, out: Path, parser: argparse.ArgumentParser
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each variant's command (the timed ones, and the paired levels), from ``--variants`` and ``--extra``."""
     common = recipe_overrides(args.epochs, args.batch_size)
-
     jobs: dict[str, list[str]] = {}
     paired_jobs: dict[str, list[str]] = {}
     for name in args.variants.split(","):
@@ -80,22 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "augment":  # what augmenting every training batch costs
             jobs[name] = lightning_command(args, out / name, [*common, f"augment={AUGMENT}"])
         elif name == "fast_mnist":
-            # test accuracy four times an epoch: the stopwatch stops within a quarter epoch of reaching the target
-            tta = [
-                "experiment=fast_mnist",
-                "+callbacks.time_to_accuracy._target_=src.bench.time_to_accuracy.TimeToAccuracy",
-                "+callbacks.time_to_accuracy.target=0.99",
-                "trainer.val_check_interval=0.25",
-                f"seed={SEED}",
-            ]
-            jobs[name] = lightning_command(args, out / name, tta + (["trainer.max_epochs=1"] if args.tiny else []))
+            tiny = ["trainer.max_epochs=1"] if args.tiny else []
+            jobs[name] = lightning_command(args, out / name, [*TIME_TO_ACCURACY, *tiny])
         else:
-            parser.error(f"unknown variant {name!r}; valid: textbook, raw, lightning, augment, fast_mnist, paired")
+            parser.error(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}")
     for extra in args.extra:
         name, _, overrides = extra.partition("=")
         jobs[name] = lightning_command(args, out / name, common + shlex.split(overrides))
+    return jobs, paired_jobs
 
-    # Rounds interleave the variants (A B C, A B C, ...) so a slow spell of a shared machine hits them all alike.
+
+def run_rounds(jobs: dict[str, list[str]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Every variant, round after round, each in its own process; their rounds combined. Rounds interleave the
+    variants (A B C, A B C, ...) so a slow spell of a shared machine hits them all alike."""
     runs: dict[str, list[dict]] = {name: [] for name in jobs}
     for round_ in range(args.rounds):
         for name, cmd in jobs.items():
@@ -105,19 +130,17 @@ def main(argv: list[str] | None = None) -> int:
             round_cmd = round_command(cmd, name, tag)
             print(f"[bench] round {round_ + 1}/{args.rounds} {name}: {shlex.join(round_cmd[1:])}", flush=True)
             runs[name].append(run_variant(name, round_cmd, out, tag))
-    results: dict[str, Any] = {name: combine(rounds, shlex.join(jobs[name][1:])) for name, rounds in runs.items()}
-    if paired_jobs:
-        results["paired"] = {}
-        for level, cmd in paired_jobs.items():
-            print(f"[bench] paired {level}: {shlex.join(cmd[1:])}", flush=True)
-            code, _ = run_process(cmd, out / f"{level}.log")
-            summary = paired_summary(worker_result(out, level)) if code == 0 else {}
-            results["paired"][level] = {"exit_code": code, "command": shlex.join(cmd[1:]), **summary}
-    print(write_report(out, results, machine_info(args.accelerator), args))
-    print(f"[bench] written to {out}")
-    codes = [r["exit_code"] for name, r in results.items() if name != "paired"]
-    codes += [r["exit_code"] or int(not r.get("segments")) for r in results.get("paired", {}).values()]
-    return 0 if all(code == 0 for code in codes) else 1
+    return {name: combine(rounds, shlex.join(jobs[name][1:])) for name, rounds in runs.items()}
+
+
+def run_paired_levels(paired_jobs: dict[str, list[str]], out: Path) -> dict[str, dict]:
+    levels = {}
+    for level, cmd in paired_jobs.items():
+        print(f"[bench] paired {level}: {shlex.join(cmd[1:])}", flush=True)
+        code, _ = run_process(cmd, out / f"{level}.log")
+        summary = paired_summary(worker_result(out, level)) if code == 0 else {}
+        levels[level] = {"exit_code": code, "command": shlex.join(cmd[1:]), **summary}
+    return levels
 
 
 if __name__ == "__main__":

@@ -13,89 +13,68 @@ import http.client
 import io
 import json
 import os
-import queue
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from src.config import PROJECT_ROOT
+from src.bench.recipe import data_dir
+from src.core.config import PROJECT_ROOT
+from src.data.datasets import load_test_set
 
 PAD_SIDE = 280  # the page's drawing pad
 
 
-def canvas_png(digit: np.ndarray, side: int = PAD_SIDE) -> bytes:
-    """A 28x28 light-on-dark digit drawn as the page's pad sends it: scaled up smoothly to ``side`` x ``side``, an
-    opaque RGBA PNG (what ``canvas.toBlob`` writes)."""
-    image = Image.fromarray(np.asarray(digit, dtype=np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
+def canvas_body(digit: np.ndarray) -> bytes:
+    """What the page sends for a drawn digit: a 28x28 light-on-dark digit scaled up smoothly to the 280x280 pad, an
+    opaque RGBA PNG (as ``canvas.toBlob`` writes it)."""
+    image = Image.fromarray(np.asarray(digit, dtype=np.uint8)).resize((PAD_SIDE, PAD_SIDE), Image.Resampling.BILINEAR)
     out = io.BytesIO()
     image.convert("RGBA").save(out, format="PNG")
     return out.getvalue()
 
 
-class DemoServer:
-    """``python -m src.demo <overrides>`` in a subprocess; ``url`` once it prints its address. A context manager:
-    the server is stopped on exit; ``output`` then holds everything it printed (stdout and stderr)."""
-
-    def __init__(self, *overrides: str, timeout: float = 300, env: dict[str, str] | None = None) -> None:
-        self.overrides, self.timeout = list(overrides), timeout
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-        self.lines: list[str] = []
-        self.url = ""
-
-    def __enter__(self) -> DemoServer:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "src.demo", *self.overrides],
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        found: queue.Queue[str] = queue.Queue()
-
-        def read() -> None:
-            for line in self.process.stdout:
-                self.lines.append(line)
-                if "demo at http://" in line:
-                    found.put(line.split("demo at ", 1)[1].split()[0].rstrip("/"))
-            found.put("")  # the process ended
-
-        threading.Thread(target=read, daemon=True).start()
+@contextmanager
+def demo_server(overrides: Sequence[str], timeout: float = 300) -> Iterator[tuple[str, int]]:
+    """``python -m src.demo <overrides>`` in a subprocess (its output discarded); its (host, port) once it listens."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.demo", *overrides],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        for line in process.stdout:
+            if "demo at http://" in line:
+                host, port = line.split("demo at http://", 1)[1].split()[0].rstrip("/").rsplit(":", 1)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"python -m src.demo did not start within {timeout} s")
+        else:
+            raise RuntimeError(
+                f"python -m src.demo {' '.join(overrides)} exited before it served (exit {process.wait()})"
+            )
+        threading.Thread(target=process.stdout.read, daemon=True).start()  # keep its pipe drained
+        yield host, int(port)
+    finally:
+        process.terminate()
         try:
-            self.url = found.get(timeout=self.timeout)
-        except queue.Empty:
-            self.url = ""
-        if not self.url:
-            self.__exit__()
-            raise RuntimeError(f"python -m src.demo {' '.join(self.overrides)} did not start:\n{self.output[-4000:]}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self.url.removeprefix("http://").rsplit(":", 1)
-        return host, int(port)
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def drive(address: tuple[str, int], body: bytes, requests: int, clients: int) -> dict[str, Any]:
@@ -151,11 +130,9 @@ def drive(address: tuple[str, int], body: bytes, requests: int, clients: int) ->
     }
 
 
-def test_digit(data_dir: str, index: int) -> tuple[np.ndarray, int]:
-    from torchvision.datasets import MNIST
-
-    test_set = MNIST(data_dir, train=False, download=False)
-    return test_set.data[index].numpy(), int(test_set.targets[index])
+def mnist_test_digit(folder: str, index: int) -> tuple[np.ndarray, int]:
+    images, labels = load_test_set(folder, "mnist")
+    return images[index].numpy(), int(labels[index])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -170,12 +147,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not 0 < args.single < args.requests or args.clients < 1:
         parser.error("need 0 < --single < --requests and --clients >= 1")
 
-    data_dir = os.environ.get("DATA_DIR", str(PROJECT_ROOT / "data"))
-    digit, label = test_digit(data_dir, args.index)
-    body = canvas_png(digit)
+    digit, label = mnist_test_digit(data_dir(), args.index)
+    body = canvas_body(digit)
     overrides = ["port=0", "host=127.0.0.1"] + ([f"ckpt_path={args.ckpt}"] if args.ckpt else [])
-    with tempfile.TemporaryDirectory() as run_dir, DemoServer(*overrides, f"hydra.run.dir={run_dir}") as server:
-        address = server.address
+    with tempfile.TemporaryDirectory() as run_dir, demo_server([*overrides, f"hydra.run.dir={run_dir}"]) as address:
         drive(address, body, 100, 1)  # warm-up: connections, allocator, first-call paths
         single = drive(address, body, args.single, 1)
         many = drive(address, body, args.requests - args.single, args.clients)

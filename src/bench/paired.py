@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from src.bench.plain import plain_setup, plain_step
-from src.bench.recipe import compose_config
-from src.runtime import configure_runtime
+from src.core.config import compose_config
+from src.training.cpu import configure_runtime
 
 PAIRED_LEVELS = {
     "minimal": "an empty LightningModule (forward + loss) in a bare Trainer: Lightning's own loop",
@@ -101,11 +101,11 @@ def run_paired(
     Epochs, data, model and optimizer all come from the composed config, at every level."""
     from hydra.utils import instantiate
 
-    from src.lit_module import LitLeNet5
-    from src.train import build
+    from src.training.build import build
+    from src.training.lit_module import LitLeNet5
 
     limits = [f"trainer.limit_{stage}_batches={limit}" for stage in ("train", "val")] if limit is not None else []
-    cfg = compose_config([*overrides, *limits, f"paths.output_dir={output_dir}", f"trainer.accelerator={accelerator}"])
+    cfg = compose_config(*overrides, *limits, f"paths.output_dir={output_dir}", f"trainer.accelerator={accelerator}")
     configure_runtime(cfg)
     L.seed_everything(cfg.seed)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")

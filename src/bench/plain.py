@@ -8,14 +8,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from src.bench.recipe import compose_config
 from src.bench.textbook import textbook_setup
-from src.runtime import configure_runtime
+from src.core.config import compose_config
+from src.training.cpu import configure_runtime
 
 PLAIN_VARIANTS = ("textbook", "raw")
 
 
-def evaluate(net: torch.nn.Module, loader: Any, device: torch.device, limit: int | None) -> float:
+def accuracy(net: torch.nn.Module, loader: Any, device: torch.device, limit: int | None) -> float:
     net.eval()
     correct = total = 0
     with torch.no_grad():
@@ -50,7 +50,7 @@ def plain_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor
 def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | None, overrides: list[str]) -> dict:
     """Train with a plain PyTorch loop. ``raw`` takes model, optimizer and data settings from the composed config,
     exactly as ``src.train`` would, so the only difference left is Lightning; ``textbook`` is the tutorials' code."""
-    cfg = compose_config(overrides)
+    cfg = compose_config(*overrides)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     if variant == "raw":
         configure_runtime(cfg)  # the process settings src.train makes (threads, CPU memory reuse)
@@ -69,11 +69,11 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
             if limit is not None and i >= limit:
                 break
             plain_step(net, opt, x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-        evaluate(net, val, device, limit)  # validation each epoch, as the Lightning run does
+        accuracy(net, val, device, limit)  # validation each epoch, as the Lightning run does
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_seconds.append(time.perf_counter() - start)
-    result = {"epoch_seconds": epoch_seconds, "test_acc": evaluate(net, test, device, limit)}
+    result = {"epoch_seconds": epoch_seconds, "test_acc": accuracy(net, test, device, limit)}
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result

@@ -1,18 +1,19 @@
-"""The recipe every variant shares: seed, SGD settings, where the data is, and the config src.train composes."""
+"""The recipe every variant shares: seed, SGD settings, and where the data is (the composed config's own
+``paths.data_dir``: DATA_DIR when set, else the project's data/)."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from functools import cache
 
-from src.config import PROJECT_ROOT
+from src.core.config import compose_config
 
 SEED, LR, MOMENTUM = 42, 0.05, 0.9  # the benchmark's recipe for every variant
 AUGMENT = "affine"  # the augment variant: the costliest option (rotation and zoom resample every image)
 
 
+@cache
 def data_dir() -> str:
-    return os.environ.get("DATA_DIR", str(PROJECT_ROOT / "data"))
+    return str(compose_config().paths.data_dir)
 
 
 def recipe_overrides(epochs: int, batch_size: int) -> list[str]:
@@ -33,13 +34,3 @@ def recipe_overrides(epochs: int, batch_size: int) -> list[str]:
         f"seed={SEED}",
         f"paths.data_dir={data_dir()}",
     ]
-
-
-def compose_config(overrides: list[str]) -> Any:
-    """The same composed config ``src.train`` would run with these overrides."""
-    from hydra import compose, initialize_config_dir
-
-    from src.config import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides)

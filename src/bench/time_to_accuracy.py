@@ -1,4 +1,5 @@
-"""The benchmark's clock: seconds of training until validation accuracy first reaches a target."""
+"""The benchmark's clock: seconds of training until test accuracy first reaches a target (a stopwatch, read at each
+validation; never used to choose a model)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from src.bench.paired import PAIRED_LEVELS, run_paired
 from src.bench.plain import PLAIN_VARIANTS, run_plain_loop
-from src.config import PROJECT_ROOT
+from src.core.config import PROJECT_ROOT
 
 
 def run_process(cmd: list[str], log_path: Path) -> tuple[int, float]:

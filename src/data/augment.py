@@ -23,7 +23,32 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
+
+from src.core.settings import Rule, integer, is_number
+
+AUGMENT_RULES = [  # the `augment` group's values, checked by src.train before any work
+    integer("augment.translate", 0, 8, note="pixels"),
+    Rule("augment.degrees", lambda v: is_number(v) and 0 <= v <= 180, "must be a number in [0, 180]"),
+    Rule(
+        "augment.scale",
+        lambda v: len(v) == 2 and all(is_number(z) and z > 0 for z in v) and v[0] <= v[1],
+        "must be two numbers > 0, the smaller first, e.g. [0.9, 1.1]",
+    ),
+    Rule("augment.flip", lambda v: is_number(v) and 0 <= v <= 1, "must be a probability in [0, 1]"),
+]
+
+
+def mirrored_digits(cfg: DictConfig) -> list[str]:
+    """Mirroring digits: a mirrored 2 is not a 2."""
+    flip = OmegaConf.select(cfg, "augment.flip", default=0)
+    if OmegaConf.select(cfg, "data.dataset") == "mnist" and is_number(flip) and flip > 0:
+        return [
+            f"augment.flip={flip!r} with data=mnist: a mirrored digit is another shape (a mirrored 2 is "
+            f"not a 2); use augment=shift or augment=affine for digits, or augment.flip=0"
+        ]
+    return []
 
 
 class BatchAugment:

@@ -17,18 +17,26 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
-from torchvision import transforms
 
-from src.checks import check_choice
+from src.core.settings import check, choice, flag, integer, positive_integer
 from src.data.augment import BatchAugment
-from src.data.datasets import DATASETS, RAW_FILES, padded_size, raw_folder, verify_raw_files
-from src.errors import DataNotFoundError
+from src.data.datasets import DATASETS, ensure_files, raw_folder, verify_raw_files
+from src.data.preprocessing import Preprocessing, pad_images, padded_size
 
 PIPELINES = ("tensor", "classic")
+DATA_RULES = [  # the `data` group's values, checked by src.train before any work and by the DataModule itself
+    choice("data.dataset", DATASETS),
+    choice("data.pipeline", PIPELINES),
+    positive_integer("data.batch_size"),
+    positive_integer("data.eval_batch_size"),
+    integer("data.val_size", 1, 59_999),
+    integer("data.pad", 0),
+    integer("data.num_workers", 0),
+    flag("data.normalize"),
+]
 
 
 def pixel_stats(images: Tensor) -> tuple[float, float]:
@@ -59,8 +67,7 @@ class TensorBatches:
         images: Tensor,
         labels: Tensor,
         batch_size: int,
-        mean: float,
-        std: float,
+        preprocessing: Preprocessing,
         shuffle: bool,
         seed: int = 0,
         rank: int = 0,
@@ -69,9 +76,7 @@ class TensorBatches:
         batches_done: Callable[[], int] | None = None,
     ) -> None:
         self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
-        self.batches_done = batches_done
-        # x_norm = (x_uint8 / 255 - mean) / std, folded into one multiply and one subtract
-        self.scale, self.shift = 1.0 / (255.0 * std), mean / std
+        self.preprocessing, self.batches_done = preprocessing, batches_done
         self.sampler = DistributedSampler(
             range(len(labels)), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
         )
@@ -102,7 +107,7 @@ class TensorBatches:
                 images = self.augment(
                     images, BatchAugment.generator(images.device, sampler.seed, sampler.epoch, sampler.rank, batch)
                 )
-            yield images.mul_(self.scale).sub_(self.shift), self.labels[idx]
+            yield self.preprocessing.normalize_(images), self.labels[idx]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -129,14 +134,12 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         if OmegaConf.is_config(augment):  # saved with the checkpoint, which holds only plain containers
             augment = OmegaConf.to_container(augment, resolve=True)
-        check_choice("data.dataset", dataset, DATASETS)
-        check_choice("data.pipeline", pipeline, PIPELINES)
+        check({"data": {"dataset": dataset, "pipeline": pipeline}}, DATA_RULES)
         self.save_hyperparameters()
         self.dataset_cls = DATASETS[dataset]
         self.classes: list[str] = list(self.dataset_cls.classes)
         self.num_classes = len(self.classes)
-        self.mean: float | None = None
-        self.std: float | None = None
+        self.preprocessing: Preprocessing | None = None  # set up from the training split, or a checkpoint's
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._classic: dict[str, torch.utils.data.Dataset] = {}
 
@@ -146,23 +149,7 @@ class MNISTDataModule(L.LightningDataModule):
         return raw_folder(self.hparams.data_dir, self.hparams.dataset)
 
     def prepare_data(self) -> None:
-        missing = [f for f in RAW_FILES if not (self.raw_folder / f).is_file()]
-        if not missing:
-            return
-        error = DataNotFoundError(
-            f"{self.hparams.dataset}: {', '.join(missing)} not found in {self.raw_folder}.\n"
-            f"Fix it in one of two ways:\n"
-            f"  1. download it: run with internet access and data.download=true (torchvision fetches it), or\n"
-            f"  2. place the four uncompressed IDX files ({', '.join(RAW_FILES)}) in {self.raw_folder}\n"
-            f"     and point the data root at their parent's parent: DATA_DIR=<folder> or paths.data_dir=<folder>."
-        )
-        if not self.hparams.download:
-            raise error
-        try:
-            for train in (True, False):
-                self.dataset_cls(self.hparams.data_dir, train=train, download=True)
-        except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError when offline
-            raise DataNotFoundError(f"Download failed ({exc}).\n{error}") from exc
+        ensure_files(self.hparams.data_dir, self.hparams.dataset, self.hparams.download)
 
     # -- splits ----------------------------------------------------------------------------------
     def setup(self, stage: str | None = None, device: torch.device | str | None = None) -> None:
@@ -181,11 +168,11 @@ class MNISTDataModule(L.LightningDataModule):
         # The validation split is fixed by split_seed alone, so runs with different seeds share it.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(hp.split_seed))
         self.val_indices, self.train_indices = order[: hp.val_size], order[hp.val_size :]
-        train_images = F.pad(train_set.data, (hp.pad,) * 4)
-        test_images = F.pad(test_set.data, (hp.pad,) * 4)
-        if self.mean is None:  # statistics loaded from a checkpoint (load_state_dict) are kept as they are
+        train_images, test_images = pad_images(train_set.data, hp.pad), pad_images(test_set.data, hp.pad)
+        if self.preprocessing is None:  # one loaded from a checkpoint (load_state_dict) is kept as it is
             # normalize=false: the raw [0, 1] pixels d2l feeds its networks (ToTensor alone)
-            self.mean, self.std = pixel_stats(train_images[self.train_indices]) if hp.normalize else (0.0, 1.0)
+            stats = pixel_stats(train_images[self.train_indices]) if hp.normalize else (0.0, 1.0)
+            self.preprocessing = Preprocessing(hp.pad, *stats)
 
         if device is None:
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -202,16 +189,9 @@ class MNISTDataModule(L.LightningDataModule):
         if hp.pipeline == "classic":
             augment = BatchAugment.from_config(hp.augment)
 
-            def transform(train: bool) -> transforms.Compose:
+            def transform(train: bool) -> Any:
                 extra = augment.classic_transforms(padded_size(hp.pad)) if train and augment else []
-                return transforms.Compose(
-                    [
-                        transforms.Pad(hp.pad),
-                        *extra,
-                        transforms.ToTensor(),
-                        transforms.Normalize((self.mean,), (self.std,)),
-                    ]
-                )
+                return self.preprocessing.torchvision_transforms(extra)
 
             train_set, eval_set = (
                 self.dataset_cls(hp.data_dir, train=True, transform=transform(t)) for t in (True, False)
@@ -224,18 +204,13 @@ class MNISTDataModule(L.LightningDataModule):
 
     # -- what a checkpoint must carry to use the model without the training data ------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: the normalisation and class names that predictions need."""
-        return {
-            "dataset": self.hparams.dataset,
-            "pad": self.hparams.pad,
-            "mean": self.mean,
-            "std": self.std,
-            "classes": list(self.classes),
-        }
+        """Saved in every checkpoint: the preprocessing and the class names that predictions need."""
+        state = {"dataset": self.hparams.dataset, "classes": list(self.classes), "pad": self.hparams.pad}
+        return {**state, **(self.preprocessing.state() if self.preprocessing else {"mean": None, "std": None})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Use a checkpoint's normalisation; call before ``setup`` so every loader is built with it."""
-        self.mean, self.std = state["mean"], state["std"]
+        """Use a checkpoint's preprocessing; call before ``setup`` so every loader is built with it."""
+        self.preprocessing = Preprocessing.from_state(state)
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         """A split's padded uint8 images (N, 1, H, W) and labels, as ``setup`` placed them."""
@@ -264,8 +239,7 @@ class MNISTDataModule(L.LightningDataModule):
             images,
             labels,
             batch_size,
-            self.mean,
-            self.std,
+            self.preprocessing,
             shuffle=train,
             seed=hp.seed,
             rank=trainer.global_rank if trainer is not None else 0,

@@ -1,4 +1,4 @@
-"""What the two data sets are: their files (layout, checksums), their images' size, their classes and the names
+"""What the two data sets are: their files (layout, checksums, where they come from), their classes and the names
 people call them by."""
 
 from __future__ import annotations
@@ -12,16 +12,8 @@ from pathlib import Path
 from torch import Tensor
 from torchvision import datasets
 
-from src.checks import is_int
-from src.errors import ConfigError, DataIntegrityError
-
-MNIST_SIDE = 28  # every MNIST and Fashion-MNIST image is 28x28
-
-
-def padded_size(pad: int) -> int:
-    """The side of the images the network sees: the 28 pixels padded by ``data.pad`` on each side (32 for pad 2)."""
-    return MNIST_SIDE + 2 * pad
-
+from src.core.errors import ConfigError, DataIntegrityError, DataNotFoundError
+from src.core.settings import is_int
 
 DATASETS: dict[str, type[datasets.MNIST]] = {
     "mnist": datasets.MNIST,
@@ -55,6 +47,36 @@ SHA256 = {
 def raw_folder(data_dir: str | Path, dataset: str) -> Path:
     """Where torchvision keeps a data set's IDX files: ``<data_dir>/<MNIST|FashionMNIST>/raw``."""
     return Path(data_dir) / DATASETS[dataset].__name__ / "raw"
+
+
+def ensure_files(data_dir: str | Path, dataset: str, download: bool = True) -> None:
+    """The data set's four IDX files in place: downloaded by torchvision when missing (and ``download``), else a
+    ``DataNotFoundError`` naming the folder and both ways to fix it."""
+    folder = raw_folder(data_dir, dataset)
+    missing = [f for f in RAW_FILES if not (folder / f).is_file()]
+    if not missing:
+        return
+    error = DataNotFoundError(
+        f"{dataset}: {', '.join(missing)} not found in {folder}.\n"
+        f"Fix it in one of two ways:\n"
+        f"  1. download it: run with internet access and data.download=true (torchvision fetches it), or\n"
+        f"  2. place the four uncompressed IDX files ({', '.join(RAW_FILES)}) in {folder}\n"
+        f"     and point the data root at their parent's parent: DATA_DIR=<folder> or paths.data_dir=<folder>."
+    )
+    if not download:
+        raise error
+    try:
+        for train in (True, False):
+            DATASETS[dataset](str(data_dir), train=train, download=True)
+    except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError when offline
+        raise DataNotFoundError(f"Download failed ({exc}).\n{error}") from exc
+
+
+def load_test_set(data_dir: str | Path, dataset: str, download: bool = True) -> tuple[Tensor, Tensor]:
+    """The data set's 10,000 test images (uint8, N x 28 x 28) and labels, read from its files."""
+    ensure_files(data_dir, dataset, download)
+    test_set = DATASETS[dataset](str(data_dir), train=False, download=False)
+    return test_set.data, test_set.targets
 
 
 def verify_raw_files(folder: Path, dataset: str) -> None:

@@ -13,19 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.inference import (
-    DEFAULT_MAX_PIXELS,
-    MIN_CONTRAST,
-    ImageError,
-    LoadedCheckpoint,
-    as_stored,
-    normalize,
-    read_grayscale,
-    to_mnist_format,
-)
+from src.core.errors import ImageError
+from src.data.images import DEFAULT_MAX_PIXELS, MIN_CONTRAST, read_grayscale, to_mnist_format
+from src.data.preprocessing import MNIST_SIDE
 from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
+from src.training.checkpoints import LoadedCheckpoint
 
-MNIST_SIDE = 28
 BLANK = "nothing drawn"
 
 
@@ -59,15 +52,15 @@ class Readout:
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:  # fmt: skip
         self.loaded, self.info, self.max_pixels = loaded, info, max_pixels
         self.net = loaded.net.eval()
-        self.data = loaded.data
-        self.classes = list(loaded.data.classes)
+        self.preprocessing = loaded.preprocessing
+        self.classes = list(loaded.classes)
         self.stages = feature_stages(self.net) + hidden_stages(self.net)
         self.modules = [module for _, module in self.stages]
         self.lock = threading.Lock()
         self.random = random.Random()
         # The test set as the page shows it (28x28 uint8) and as the network reads it (normalised, padded).
         self.test_x, self.test_y = test_x, test_y
-        self.test_pixels = (as_stored(test_x, self.data)[:, 0] * 255.0).round().to(torch.uint8).numpy()
+        self.test_pixels = (self.preprocessing.to_pixels(test_x)[:, 0] * 255.0).round().to(torch.uint8).numpy()
         with torch.inference_mode():
             predicted = torch.cat([self.net(batch).argmax(dim=1) for batch in test_x.split(1000)])
         self.test_predicted = predicted
@@ -85,7 +78,7 @@ class Readout:
         total = len(self.test_y)
         return {
             "checkpoint": self.info,
-            "dataset": self.data.dataset,
+            "dataset": self.loaded.dataset,
             "classes": self.classes,
             "input_size": int(self.test_x.shape[-1]),
             "parameters": sum(p.numel() for p in self.net.parameters()),
@@ -118,7 +111,7 @@ class Readout:
 
     def predict_digit(self, digit: np.ndarray) -> dict[str, Any]:
         """A 28x28 MNIST-format image (light on dark, 0..255) -> the answer."""
-        x = normalize(torch.from_numpy(np.ascontiguousarray(digit, dtype=np.float32)).unsqueeze(0), self.data)
+        x = self.preprocessing(torch.from_numpy(np.ascontiguousarray(digit, dtype=np.float32)).unsqueeze(0))
         return self.forward(x, digit)
 
     def predict_image(self, body: bytes) -> dict[str, Any]:

@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from src.checks import check_choice
-from src.errors import CheckpointError
+from src.core.errors import CheckpointError
+from src.core.settings import Rule, check, choice, flag, is_int, is_number, positive_integer
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -21,6 +22,50 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 POOLINGS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 INITS = ("default", "xavier", "kaiming")
 INPUT_SIZE = 32  # MNIST's 28x28 padded by 2, as LeNet-5 was built for
+
+
+NETWORK_RULES = [  # the `model` group's values: checked by src.train before any work, and by LeNet5 itself
+    choice("model.activation", ACTIVATIONS),
+    choice("model.pooling", POOLINGS),
+    choice("model.init", INITS),
+    positive_integer("model.in_channels"),
+    Rule("model.num_classes", lambda v: is_int(v) and v > 1, "must be an integer > 1"),
+    flag("model.batch_norm"),
+    Rule("model.dropout", lambda v: is_number(v) and 0 <= v < 1, "must be a number in [0, 1)"),
+    Rule(
+        "model.channels",
+        lambda v: len(v) >= 1 and all(is_int(c) and c > 0 for c in v),
+        "must be a list of one or more integers > 0, one conv layer each, e.g. [6, 16]",
+    ),
+    Rule(
+        "model.hidden",
+        lambda v: all(is_int(c) and c > 0 for c in v),
+        "must be a list of integers > 0, one hidden linear layer each, e.g. [120, 84] ([]: none)",
+    ),
+    Rule("model.padding", lambda v: is_int(v) and v >= 0, "must be an integer >= 0"),
+]
+
+
+def network_shape_problems(cfg: DictConfig) -> list[str]:
+    """Whether the conv stages fit the input: ``model.kernel_size`` within the largest window the input allows, and
+    no more conv layers than its side can take (the sides they would reach, and the limit)."""
+    side = OmegaConf.select(cfg, "model.input_size", default=INPUT_SIZE)
+    side = side if is_int(side) and side > 0 else INPUT_SIZE  # a bad data.pad is named by its own rule
+    padding = OmegaConf.select(cfg, "model.padding", default=0)
+    padding = padding if is_int(padding) and padding >= 0 else 0
+    largest = max((k for k in range(1, side + 2 * padding + 1) if max_conv_layers(k, side, padding) > 0), default=0)
+    kernel_rule = Rule(
+        "model.kernel_size",
+        lambda v: is_int(v) and 0 < v <= largest,
+        f"must be an integer in 1..{largest} (the feature maps of a {side}x{side} input must not vanish)",
+    )
+    if (problem := kernel_rule.problem(cfg)) is not None:
+        return [problem]
+    channels, kernel = OmegaConf.select(cfg, "model.channels"), OmegaConf.select(cfg, "model.kernel_size", default=5)
+    if channels and all(is_int(c) and c > 0 for c in channels):
+        if (problem := size_problem(list(channels), kernel, side, padding)) is not None:
+            return [problem]
+    return []
 
 
 def feature_sides(kernel_size: int, input_size: int = INPUT_SIZE, conv_layers: int = 2, padding: int = 0) -> list[int]:
@@ -69,30 +114,27 @@ class LeNet5(nn.Module):
     conf/model/lenet5.yaml sets it from ``data.pad``.
     """
 
-    def __init__(
+    def __init__(  # the layers' options in the network's order: conv stages, then the hidden linear layers
         self,
-        activation: str = "relu",
-        pooling: str = "max",
         in_channels: int = 1,
-        num_classes: int = 10,
-        init: str = "default",
-        channels_last: bool = False,
-        batch_norm: bool = False,
-        dropout: float = 0.0,
         channels: Sequence[int] = (6, 16),
         kernel_size: int = 5,
-        hidden: Sequence[int] = (120, 84),
-        input_size: int = INPUT_SIZE,
         padding: int = 0,
+        activation: str = "relu",
+        pooling: str = "max",
+        hidden: Sequence[int] = (120, 84),
+        num_classes: int = 10,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        init: str = "default",
+        input_size: int = INPUT_SIZE,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
-        check_choice("model.activation", activation, ACTIVATIONS)
-        check_choice("model.pooling", pooling, POOLINGS)
-        check_choice("model.init", init, INITS)
-        if not channels:
-            raise ValueError("model.channels=[]: the network needs at least one conv layer, e.g. [6, 16]")
-        if (problem := size_problem(channels, kernel_size, input_size, padding)) is not None:
-            raise ValueError(problem)
+        arguments = dict(activation=activation, pooling=pooling, init=init, in_channels=in_channels,
+                         num_classes=num_classes, batch_norm=batch_norm, dropout=dropout, channels=list(channels),
+                         hidden=list(hidden), padding=padding, kernel_size=kernel_size, input_size=input_size)  # fmt: skip
+        check({"model": arguments}, NETWORK_RULES, network_shape_problems)
         act, pool = ACTIVATIONS[activation], POOLINGS[pooling]
         self.input_size = input_size
         side = feature_sides(kernel_size, input_size, len(channels), padding)[-1]

@@ -6,6 +6,7 @@
 - attacks: FGSM and PGD in pixel space, accuracy against epsilon (PyTorch's FGSM tutorial, Madry et al. 2018);
 - attributions: saliency, Integrated Gradients and Grad-CAM with Captum.
 
-Modules: settings (the config, checked), launch (which checkpoints, checks before work), report (one checkpoint's
-report), and one module per check; docs/trust.md has the figures.
+Modules: __main__ (the command: its settings, checked; every checkpoint loaded before any work), targets (which
+checkpoints, where each report goes, the images), checks (one checkpoint's report), and one module per check's
+method (calibration, corruptions, attacks, attributions) and figures; docs/trust.md has the figures measured.
 """

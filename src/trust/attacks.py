@@ -1,5 +1,6 @@
 """White-box L-infinity attacks in pixel space: FGSM (Goodfellow et al. 2015) and PGD with a random start (Madry et
-al. 2018), on a model that takes [0, 1] images (``PixelModel``: the data set's padding and normalisation inside it).
+al. 2018), on a model that takes [0, 1] images (``src.training.adversarial.PixelModel``: the training preprocessing
+inside it; adversarial training's own PGD examples come from there too).
 
 Written here rather than taken from torchattacks (whose FGSM the tests check this one against, image for image): an
 accuracy-under-attack figure only needs to know whether *some* step fooled each image, so PGD here keeps the first
@@ -15,18 +16,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-
-class PixelModel(nn.Module):
-    """A trained network as a function of the data set's own [0, 1] pixels (N, 1, 28, 28): pads and normalises as
-    training did, so epsilons are in pixel units and every attack clips to the valid image range."""
-
-    def __init__(self, net: nn.Module, pad: int, mean: float, std: float) -> None:
-        super().__init__()
-        self.net, self.pad, self.mean, self.std = net, pad, mean, std
-
-    def forward(self, pixels: Tensor) -> Tensor:
-        return self.net((F.pad(pixels, (self.pad,) * 4) - self.mean) / self.std)
 
 
 def _input_gradient(model: nn.Module, x: Tensor, labels: Tensor) -> Tensor:
@@ -83,21 +72,3 @@ def pgd(
         x = x.detach()[keep] + step_size * grad[keep].sign()
         x = torch.min(torch.max(x, origin - epsilon), origin + epsilon).clamp(0, 1)
     return AttackResult(adversarial.detach(), fooled)
-
-
-def pgd_examples(
-    model: nn.Module, images: Tensor, labels: Tensor, epsilon: float, steps: int, step_size: float
-) -> Tensor:
-    """Madry et al.'s training examples: every image takes every step from a uniform random start, and the last
-    iterate is returned; no per-step prediction, so no device sync in the training step."""
-    x = (images + epsilon * (torch.rand_like(images) * 2 - 1)).clamp(0, 1)
-    for _ in range(steps):
-        x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.cross_entropy(model(x), labels, reduction="sum"), x)
-        x = torch.min(torch.max(x.detach() + step_size * grad.sign(), images - epsilon), images + epsilon).clamp(0, 1)
-    return x.detach()
-
-
-def pgd_step_size(epsilon: float, steps: int, step_size: float | None) -> float:
-    """The configured step size, or Madry et al.'s rule of thumb: 2.5 * epsilon / steps."""
-    return step_size if step_size is not None else 2.5 * epsilon / steps

@@ -13,7 +13,7 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import Tensor, nn
 
-from src.trust.attacks import PixelModel
+from src.training.adversarial import PixelModel
 
 
 def attribute(model: PixelModel, last_conv: nn.Module, images: Tensor, methods: list[str], steps: int = 50) -> dict:
@@ -31,8 +31,10 @@ def attribute(model: PixelModel, last_conv: nn.Module, images: Tensor, methods: 
         elif method == "grad_cam":
             cam = LayerGradCam(model, last_conv).attribute(images, target=predicted, relu_attributions=True)
             # the conv output sits on the padded input's grid: upsample to it, then drop the padding
-            padded = LayerAttribution.interpolate(cam, (images.shape[-2] + 2 * model.pad,) * 2, "bilinear")
-            p = model.pad
+            padded = LayerAttribution.interpolate(
+                cam, (images.shape[-2] + 2 * model.preprocessing.pad,) * 2, "bilinear"
+            )
+            p = model.preprocessing.pad
             maps[method] = padded[..., p : padded.shape[-2] - p, p : padded.shape[-1] - p] if p else padded
         else:
             raise ValueError(f"unknown attribution method {method!r}")

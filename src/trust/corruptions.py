@@ -338,3 +338,27 @@ def official_corruption(root: Path, name: str) -> tuple[Tensor, Tensor] | None:
     images = torch.from_numpy(np.load(folder / "test_images.npy")).float().div(255)
     images = images.reshape(-1, 1, SIDE, SIDE)
     return images, torch.from_numpy(np.load(folder / "test_labels.npy")).long().flatten()
+
+
+def unavailable_corruptions(names: list[str] | None, dataset: str, source: str, official_root: Path) -> list[str]:
+    """Why some of the corruptions asked for (None: all that suit ``dataset``) cannot be reported: pen strokes on
+    garments, or official files asked for that are not under ``official_root``; one line each."""
+    problems = []
+    unsuitable = [c for c in names or [] if c in CORRUPTIONS and c not in corruptions_for(dataset)]
+    if unsuitable:
+        problems.append(
+            f"corruptions.names: {', '.join(unsuitable)} draw pen strokes, which read as a garment's pattern; "
+            f"for {dataset} choose among {', '.join(corruptions_for(dataset))}"
+        )
+    if source == "official":
+        if dataset != "mnist":
+            problems.append(f"corruptions.source='official': MNIST-C's files are for mnist, not {dataset}")
+        else:
+            missing = [c for c in names or CORRUPTIONS if not (official_root / c / "test_images.npy").is_file()]
+            if missing:
+                problems.append(
+                    f"corruptions.source='official' but {official_root} lacks {', '.join(missing)} "
+                    f"(<name>/test_images.npy and test_labels.npy from zenodo.org/record/3239543); "
+                    "use corruptions.source=auto or generated"
+                )
+    return problems

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from matplotlib.figure import Figure
 
-from src.plots import image_grid, plt
+from src.core.plots import image_grid, plt
 from src.trust.calibration import Reliability
 
 

@@ -1,5 +1,5 @@
 // The demo page: draw on the pad, send it to /api/predict, paint the answer. No libraries, no build step.
-// Every image the network sees is prepared by the server (src.inference.to_mnist_format), never here.
+// Every image the network sees is prepared by the server (src.data.images.to_mnist_format), never here.
 "use strict";
 
 const STROKE = 22;          // px on the 280 px pad: ~10% of a digit's height, as MNIST's pen strokes are

@@ -1,0 +1,194 @@
+"""The report: a variant's rounds combined, the table with its ratios (results.md, results.json) and the chart."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from src.bench.paired import PAIRED_LEVELS
+from src.bench.recipe import AUGMENT, LR, MOMENTUM
+
+TRAIN_IMAGES = 55_000
+
+
+def timed_epochs(result: dict) -> list[float]:
+    """A run's epoch times without its first epoch (start-up, first-call allocations), unless it had only one."""
+    return result["epoch_seconds"][1:] or result["epoch_seconds"]
+
+
+def combine(rounds: list[dict], command: str) -> dict:
+    """One variant's rounds -> the figures reported: epochs after each round's first, pooled; the worst memory."""
+    ok = [r for r in rounds if r["exit_code"] == 0 and "error" not in r]
+    combined: dict[str, Any] = {"command": command, "rounds": rounds, "exit_code": max(r["exit_code"] for r in rounds)}
+    if not ok:
+        return combined
+    combined["epoch_seconds"] = [s for r in ok for s in timed_epochs(r)]
+    combined["round_medians"] = [statistics.median(timed_epochs(r)) if r in ok else None for r in rounds]
+    combined["test_acc"] = statistics.median(r["test_acc"] for r in ok if r.get("test_acc") is not None)
+    combined["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
+    if any("peak_gpu_mb" in r for r in ok):
+        combined["peak_gpu_mb"] = max(r.get("peak_gpu_mb", 0) for r in ok)
+    tta = [r["seconds_to_target"] for r in ok if "seconds_to_target" in r]
+    if tta:
+        combined["seconds_to_target"] = statistics.median(tta)
+        combined["seconds_to_target_all"] = tta
+    combined["tta_curve"] = ok[0].get("tta_curve", [])
+    return combined
+
+
+def machine_info(accelerator: str) -> dict[str, str]:
+    import lightning
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}",
+    }
+    if accelerator == "gpu" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_results(out: Path, results: dict[str, dict], info: dict[str, str], args: argparse.Namespace) -> str:
+    """results.md (returned: the variants' table, their ratios, the paired table, the time to 99%), results.json
+    and chart.png."""
+    medians = {name: statistics.median(r["epoch_seconds"]) for name, r in variants(results) if "epoch_seconds" in r}
+    lines = [
+        *variants_table(results, medians, info, args),
+        *ratio_lines(results, medians),
+        *paired_table(results.get("paired", {}), args.segment),
+        *time_to_accuracy_lines(results.get("fast_mnist", {})),
+    ]
+    report = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(report)
+    (out / "results.json").write_text(json.dumps({"info": info, "results": results}, indent=2))
+    plot(out / "chart.png", medians, info)
+    return report
+
+
+def variants(results: dict[str, dict]) -> list[tuple[str, dict]]:
+    """The timed variants (each a whole process per round); the paired levels are measured otherwise."""
+    return [(name, r) for name, r in results.items() if name != "paired"]
+
+
+def variants_table(
+    results: dict[str, dict], medians: dict[str, float], info: dict[str, str], args: argparse.Namespace
+) -> list[str]:
+    rows = []
+    for name, r in variants(results):
+        if name not in medians:
+            rows.append(f"| {name} | failed (exit {r.get('exit_code')}) | | | |")
+            continue
+        images = (args.limit * args.batch_size) if args.tiny else TRAIN_IMAGES
+        memory = f"{r['peak_rss_mb']:.0f}" + (f" (GPU {r['peak_gpu_mb']:.0f})" if "peak_gpu_mb" in r else "")
+        acc = f"{r['test_acc']:.4f}" if r.get("test_acc") is not None else "n/a"
+        label = f"lightning, augment={AUGMENT}" if name == "augment" else name
+        rows.append(f"| {label} | {medians[name]:.3f} | {images / medians[name]:,.0f} | {acc} | {memory} |")
+    return [
+        f"Benchmark, {info['date']}: {info['machine']}{', ' + info['gpu'] if 'gpu' in info else ''}; {info['versions']}.",
+        f"MNIST, LeNet-5 (ReLU, max pooling), SGD lr {LR} momentum {MOMENTUM}, batch {args.batch_size}, "
+        f"{args.epochs} epochs{' (tiny mode: a few batches, not a speed measurement)' if args.tiny else ''}; "
+        f"epoch = train on 55,000 images + validate on 5,000; median over the epochs after the first of each of "
+        f"{args.rounds} interleaved rounds; test acc: median over rounds.",
+        "",
+        "| variant | median epoch s | train images/s | test acc | peak memory MiB |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+RATIOS = (  # raw / textbook is the floor under lightning / textbook: the same ratio with no Lightning at all
+    ("lightning", "textbook", ""),
+    ("lightning", "raw", ""),
+    ("raw", "textbook", "; the floor for lightning / textbook"),
+    ("augment", "lightning", f"; what augment={AUGMENT} costs per epoch"),
+)
+
+
+def ratio_lines(results: dict[str, dict], medians: dict[str, float]) -> list[str]:
+    lines = []
+    for name, ref, why in RATIOS:
+        if name in medians and ref in medians:
+            # Paired by round: both ran minutes apart, so a slow spell of the machine cancels out of the ratio.
+            paired = [
+                a / b
+                for a, b in zip(results[name]["round_medians"], results[ref]["round_medians"])
+                if a is not None and b is not None
+            ]
+            lines.append(
+                f"- {name} / {ref}: {medians[name] / medians[ref]:.3f} (ratio of the medians above); "
+                f"per round {statistics.median(paired):.3f} median, {min(paired):.3f}-{max(paired):.3f} range "
+                f"({len(paired)} rounds){why}"
+            )
+    return lines
+
+
+def paired_table(levels: dict[str, dict], segment: int) -> list[str]:
+    if not levels:
+        return []
+    lines = [
+        "",
+        f"Lightning's cost per training step, paired: in one process, segments of {segment} Lightning "
+        f"steps alternate with {segment} steps of the raw loop (its own network, optimizer and data); "
+        "ms per step are means over the segments after the first epoch, the ratio is Lightning's total time "
+        "over the raw loop's, with the quartiles of the segments' own ratios. Validation and epoch-end work "
+        "(metrics, checkpoints) are not in these figures.",
+        "",
+        "| Lightning as | Lightning ms/step | raw loop ms/step | paired ratio (quartiles) | segments |",
+        "|---|---|---|---|---|",
+    ]
+    for level, r in levels.items():
+        if not r.get("segments"):
+            why = f"failed (exit {r['exit_code']})" if r["exit_code"] else f"no complete {segment}-step segment"
+            lines.append(f"| {level}: {PAIRED_LEVELS[level]} | {why} | | | |")
+            continue
+        lines.append(
+            f"| {level}: {PAIRED_LEVELS[level]} | {r['lightning_ms']:.2f} | {r['plain_ms']:.2f} | "
+            f"{r['ratio']:.3f} ({r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}) | {r['segments']} |"
+        )
+    return [*lines, ""]
+
+
+def time_to_accuracy_lines(tta: dict[str, Any]) -> list[str]:
+    if "seconds_to_target" in tta:
+        runs = ", ".join(f"{t:.2f}" for t in tta["seconds_to_target_all"])
+        return [
+            f"- time to 99.0% MNIST test accuracy (experiment=fast_mnist, checked four times an epoch): "
+            f"{tta['seconds_to_target']:.2f} s of training (median of {len(tta['seconds_to_target_all'])} runs: {runs})"
+        ]
+    if tta:
+        best = max((a for _, a in tta.get("tta_curve", [])), default=None)
+        return [f"- experiment=fast_mnist did not reach 99.0% test accuracy (best {best})"]
+    return []
+
+
+def plot(path: Path, medians: dict[str, float], info: dict[str, str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(medians) + 1.5))
+    names = list(medians)[::-1]
+    bars = ax.barh(names, [medians[n] for n in names], color="tab:blue")
+    ax.bar_label(bars, fmt="%.2f s", padding=3)
+    ax.set_xlabel("median seconds per epoch (lower is better)")
+    ax.set_title(f"LeNet-5 on MNIST, {info.get('gpu', 'CPU')}", fontsize=10)
+    ax.margins(x=0.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

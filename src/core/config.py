@@ -1,0 +1,107 @@
+"""What the Hydra configs need from Python: the project's folders, the resolvers the configs use (registered on import,
+before any entry point composes), and composing a config as an entry point does.
+
+The data's own resolver (``${padded_side:...}``, the network's input side) is registered by ``src.data.datasets``."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "conf"
+
+
+def register_resolvers() -> None:
+    # ${project_root:} makes default paths independent of the folder the user runs from;
+    # ${pid:} keeps two runs started in the same second in separate folders.
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("pid"):
+        # Cached: a sweep's folder is named once, by the launching process; Hydra hands the cache to joblib and
+        # submitit workers (and a requeued SLURM job), which would otherwise resolve their own process id.
+        OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()), use_cache=True)
+    # ${choice:optimizer} is the option a config group was given (sgd, adam): what the user typed, for TensorBoard.
+    if not OmegaConf.has_resolver("choice"):
+        OmegaConf.register_new_resolver("choice", group_choice)
+    if not OmegaConf.has_resolver("sweep_job_dir"):
+        OmegaConf.register_new_resolver("sweep_job_dir", sweep_job_dir)
+    # ${log_name:${hydra.job.name},${hydra.job.config_name}}: "train" in a run's main process, "train_rank1" ... in
+    # its other DDP processes: one log file each
+    if not OmegaConf.has_resolver("log_name"):
+        OmegaConf.register_new_resolver("log_name", log_name)
+
+
+def log_name(job_name: str, config_name: str) -> str:
+    """The stem of this process's log file: the job's name, with ``_rank<k>`` in DDP process k > 0.
+
+    Lightning starts the other processes of a single-node DDP run as ``hydra.job.name=train_ddp_process_<k>``
+    whatever the entry point; their log is named for the entry point's config (``eval_rank1``, not
+    ``train_ddp_process_1_rank1``). Processes that SLURM starts keep the job's own name."""
+    if not (rank := process_rank()):
+        return job_name
+    if re.fullmatch(r"train_ddp_process_\d+", job_name):
+        job_name = config_name
+    return f"{job_name}_rank{rank}"
+
+
+def process_rank() -> int:
+    """This process's global rank in a multi-process (DDP) run started by SLURM, torchrun or Lightning; 0 otherwise."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if (value := os.environ.get(variable, "")).isdigit():
+            return int(value)
+    return 0
+
+
+def group_choice(group: str) -> str | None:
+    """The option chosen for a config group in this Hydra run (None outside one, e.g. under Hydra's compose API)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+MAX_NAME = 200  # a folder name must stay under the file systems' 255 bytes
+
+
+def sweep_job_dir(num: int, job_overrides: Iterable[str], sweep_dir: str) -> str:
+    """A sweep job's folder name: its number, then the overrides that vary across the sweep (``1_model.activation=
+    tanh,optimizer=adam``), so that TensorBoard, which names runs by folder, names them as the sweep does.
+
+    The sweep's own command line (``multirun.yaml``, written by Hydra's basic sweeper before the jobs start) tells the
+    overrides with one value, left out here; a sweeper that writes none (Optuna) gets all the job's overrides.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    constant: set[str] = set()
+    sweep_file = Path(sweep_dir) / "multirun.yaml"
+    if sweep_file.is_file():
+        given = OmegaConf.select(OmegaConf.load(sweep_file), "hydra.overrides.task", default=[]) or []
+        constant = {o.key_or_group for o in parser.parse_overrides(list(given)) if not o.is_sweep_override()}
+    varying = [
+        text
+        for text, o in zip(job_overrides, parser.parse_overrides(list(job_overrides)))
+        if o.key_or_group not in constant
+    ]
+    name = ",".join(varying).replace("/", "-")
+    if len(name.encode()) > MAX_NAME:
+        name = name.encode()[:MAX_NAME].decode(errors="ignore") + "..."
+    return f"{num}_{name}" if name else str(num)
+
+
+def compose_config(*overrides: str, config_name: str = "train") -> DictConfig:
+    """The config an entry point (``config_name``) composes from these overrides: Hydra's compose API, as the
+    benchmark, the notebook and the tests compose; without the ``hydra.*`` keys a run's own Hydra adds."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+register_resolvers()

@@ -1,0 +1,36 @@
+"""Everything a training run needs, instantiated from its composed config: the DataModule, the LightningModule, the
+callbacks, the loggers and Lightning's ``Trainer``. Nothing is trained or loaded yet. ``src.train`` and the benchmark
+build their runs here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from src.training.lit_module import LitLeNet5
+from src.training.resume import ResumePoint
+from src.training.slurm import slurm_environment
+
+
+def build(cfg: DictConfig, resume: ResumePoint | None = None) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:
+    datamodule = instantiate(cfg.data)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c, **_logger_options(c, cfg, resume)) for c in (cfg.get("logger") or {}).values()]
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
+    if (environment := slurm_environment()) is not None:
+        plugins.append(environment)  # one requeue, submitit's: see src.training.slurm.slurm_environment
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None)
+    model = LitLeNet5.from_config(cfg)  # draws the initial weights: the same, seeded, whatever is built before it
+    return datamodule, model, trainer
+
+
+def _logger_options(logger: DictConfig, cfg: DictConfig, resume: ResumePoint | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if "log_graph" in logger and cfg.get("compile"):
+        options["log_graph"] = False  # torch.jit.trace (the TensorBoard graph) cannot trace a torch.compile'd module
+    if "purge_step" in logger and resume is not None:
+        options["purge_step"] = resume.global_step  # what the stopped run wrote past its checkpoint is done again
+    return options
