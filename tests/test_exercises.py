@@ -42,7 +42,7 @@ def page_variables(path: Path = PAGE) -> dict[str, str]:
 
 def page_job(value: str, scratch: Path) -> list[str]:
     """The overrides of the job whose folder a page variable names (``outputs/exercises/<sweep>/<job>/``): the job of
-    that sweep's command that Hydra puts in that folder, named by the project's own rule (src.config.sweep_job_dir,
+    that sweep's command that Hydra puts in that folder, named by the project's own rule (src.core.config.sweep_job_dir,
     which reads the multirun.yaml Hydra writes before the jobs start; ``scratch`` holds one)."""
     job = Path(value.rstrip("/"))
     (command,) = [c for c in SWEEPS if f"hydra.sweep.dir={job.parent}" in c.argv]

@@ -18,6 +18,7 @@ import torch
 from src.core.errors import ConfigError, DataIntegrityError
 from src.data import MNISTDataModule
 from src.training.callbacks import RNGStateCheckpoint
+from src.training.lit_module import LitLeNet5
 from src.training.rules import check_training_config as validate
 from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
 
@@ -133,6 +134,17 @@ def test_a_resumed_run_reads_in_tensorboard_and_history_as_one_never_stopped(tmp
     assert [set(row) for row in history_b] == [{"epoch", "step", "train/loss", "train/acc", "val/loss", "val/acc"}] * 2
     for row_a, row_b in zip(history_a, history_b):
         assert row_b == pytest.approx(row_a, rel=1e-5)
+
+
+def test_a_checkpoint_written_before_the_module_kept_the_history_resumes_with_its_epochs():
+    """Checkpoints written before the LightningModule owned the history kept it in the LearningCurves callback's
+    state: a run resumed from one keeps those epochs; a newer checkpoint's own history comes first."""
+    rows = [{"epoch": 0, "step": 3, "train/loss": 2.0, "train/acc": 0.3, "val/loss": 1.9, "val/acc": 0.4}]
+    module = LitLeNet5(model={}, optimizer={})
+    module.on_load_checkpoint({"state_dict": {}, "callbacks": {"LearningCurves": {"history": rows}}})
+    assert module.history == rows
+    module.on_load_checkpoint({"history": rows[:0], "callbacks": {"LearningCurves": {"history": rows}}})
+    assert module.history == []
 
 
 @pytest.mark.parametrize("where", ["new folder", "same folder"])
@@ -312,6 +324,8 @@ BAD_CONFIGS = [
     ("model.channels=[]", "model.channels=[]", "one or more integers > 0"),
     ("model.hidden=[120,0]", "model.hidden=[120, 0]", "integers > 0"),
     ("model.padding=-1", "model.padding=-1", ">= 0"),
+    ("data.val_size=0", "data.val_size=0", "1..59999"),
+    ("callbacks.first_layer_filters.every_n_epochs=0", "callbacks.first_layer_filters.every_n_epochs=0", ">= 1"),
     # three 2x2 poolings after 5x5 convs: 32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0, the size it reaches and the limit
     ("model.channels=[6,16,32]", "32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0 and vanishes at pool3", "at most 2 conv layers"),
 ]

@@ -291,8 +291,8 @@ def test_preempted_job_is_requeued_and_resumes_to_the_same_weights(requeued):
 
 def test_preempted_jobs_history_is_intact(requeued):
     """Every epoch's validation metrics and the training curve's every step are there once, equal to the undisturbed
-    job's; of the epoch the resumed checkpoint holds, the train metrics are missing from history.json (LearningCurves
-    saves a row before the epoch's train metrics exist; src/callbacks.py)."""
+    job's; of the epoch the resumed checkpoint holds, the train metrics may differ (a checkpoint saved before that
+    epoch's end holds its train metrics as they stood: src/training/lit_module.py)."""
     whole, preempted = requeued["jobs"][0], requeued["jobs"][1]
     ha, hb = (json.loads((j / "history.json").read_text()) for j in (whole, preempted))
     assert [r["epoch"] for r in ha] == [r["epoch"] for r in hb] == [0, 1, 2]

@@ -15,7 +15,7 @@ from src.training.cpu import configure_runtime
 PLAIN_VARIANTS = ("textbook", "raw")
 
 
-def accuracy(net: torch.nn.Module, loader: Any, device: torch.device, limit: int | None) -> float:
+def loader_accuracy(net: torch.nn.Module, loader: Any, device: torch.device, limit: int | None) -> float:
     net.eval()
     correct = total = 0
     with torch.no_grad():
@@ -69,11 +69,11 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
             if limit is not None and i >= limit:
                 break
             plain_step(net, opt, x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-        accuracy(net, val, device, limit)  # validation each epoch, as the Lightning run does
+        loader_accuracy(net, val, device, limit)  # validation each epoch, as the Lightning run does
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_seconds.append(time.perf_counter() - start)
-    result = {"epoch_seconds": epoch_seconds, "test_acc": accuracy(net, test, device, limit)}
+    result = {"epoch_seconds": epoch_seconds, "test_acc": loader_accuracy(net, test, device, limit)}
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result

@@ -1,7 +1,7 @@
 """What the Hydra configs need from Python: the project's folders, the resolvers the configs use (registered on import,
 before any entry point composes), and composing a config as an entry point does.
 
-The data's own resolver (``${padded_side:...}``, the network's input side) is registered by ``src.data.datasets``."""
+A composed config resolves with nothing else imported."""
 
 from __future__ import annotations
 
@@ -14,6 +14,18 @@ from omegaconf import DictConfig, OmegaConf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = PROJECT_ROOT / "conf"
+MNIST_SIDE = 28  # every MNIST and Fashion-MNIST image is 28x28
+
+
+def padded_size(pad: int) -> int:
+    """The side of the images the network sees: the 28 pixels padded by ``pad`` on each side (32 for pad 2)."""
+    return MNIST_SIDE + 2 * pad
+
+
+def padded_side(pad: object) -> int | None:
+    """``${padded_side:${data.pad}}`` (conf/model/lenet5.yaml): the network's input side for ``data.pad``; None for a
+    bad ``data.pad``, which the settings check names."""
+    return padded_size(pad) if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0 else None
 
 
 def register_resolvers() -> None:
@@ -34,6 +46,8 @@ def register_resolvers() -> None:
     # its other DDP processes: one log file each
     if not OmegaConf.has_resolver("log_name"):
         OmegaConf.register_new_resolver("log_name", log_name)
+    if not OmegaConf.has_resolver("padded_side"):
+        OmegaConf.register_new_resolver("padded_side", padded_side)
 
 
 def log_name(job_name: str, config_name: str) -> str:

@@ -122,6 +122,16 @@ def required(key: str, example: str) -> Check:
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
+def accelerator_check(key: str, valid: Iterable[str] = ACCELERATORS) -> Check:
+    """``key`` must name an accelerator this machine has (a missing GPU is refused before any work)."""
+
+    def here(cfg: DictConfig) -> list[str]:
+        problem = accelerator_problem(key, OmegaConf.select(cfg, key), valid)
+        return [problem] if problem else []
+
+    return here
+
+
 def accelerator_problem(key: str, value: Any, valid: Iterable[str] = ACCELERATORS) -> str | None:
     """Why ``key=value`` cannot run on this machine (None if it can, or if the key is unset)."""
     import torch

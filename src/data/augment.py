@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from src.core.settings import Rule, integer, is_number
+from src.core.settings import Rule, check, integer, is_number
 
 AUGMENT_RULES = [  # the `augment` group's values, checked by src.train before any work
     integer("augment.translate", 0, 8, note="pixels"),
@@ -57,6 +57,8 @@ class BatchAugment:
     def __init__(
         self, translate: int = 0, degrees: float = 0.0, scale: Sequence[float] = (1.0, 1.0), flip: float = 0.0
     ) -> None:
+        arguments = {"translate": translate, "degrees": degrees, "scale": list(scale), "flip": flip}
+        check({"augment": arguments}, AUGMENT_RULES)
         self.translate, self.degrees, self.flip = int(translate), float(degrees), float(flip)
         self.scale = (float(scale[0]), float(scale[1]))
 

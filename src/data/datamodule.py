@@ -134,7 +134,9 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         if OmegaConf.is_config(augment):  # saved with the checkpoint, which holds only plain containers
             augment = OmegaConf.to_container(augment, resolve=True)
-        check({"data": {"dataset": dataset, "pipeline": pipeline}}, DATA_RULES)
+        arguments = dict(dataset=dataset, pipeline=pipeline, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         val_size=val_size, pad=pad, num_workers=num_workers, normalize=normalize)  # fmt: skip
+        check({"data": arguments}, DATA_RULES)
         self.save_hyperparameters()
         self.dataset_cls = DATASETS[dataset]
         self.classes: list[str] = list(self.dataset_cls.classes)
@@ -163,8 +165,6 @@ class MNISTDataModule(L.LightningDataModule):
         train_set = self.dataset_cls(hp.data_dir, train=True, download=False)
         test_set = self.dataset_cls(hp.data_dir, train=False, download=False)
         n = len(train_set.targets)
-        if not 0 < hp.val_size < n:
-            raise ValueError(f"data.val_size={hp.val_size} must be between 1 and {n - 1}")
         # The validation split is fixed by split_seed alone, so runs with different seeds share it.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(hp.split_seed))
         self.val_indices, self.train_indices = order[: hp.val_size], order[hp.val_size :]
@@ -209,8 +209,9 @@ class MNISTDataModule(L.LightningDataModule):
         return {**state, **(self.preprocessing.state() if self.preprocessing else {"mean": None, "std": None})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Use a checkpoint's preprocessing; call before ``setup`` so every loader is built with it."""
-        self.preprocessing = Preprocessing.from_state(state)
+        """Use a checkpoint's preprocessing; call before ``setup`` so every loader is built with it (a state saved
+        before any setup has none: setup then makes it from the training split)."""
+        self.preprocessing = Preprocessing.from_state(state) if state.get("mean") is not None else None
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         """A split's padded uint8 images (N, 1, H, W) and labels, as ``setup`` placed them."""

@@ -12,25 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import Tensor
 
-MNIST_SIDE = 28  # every MNIST and Fashion-MNIST image is 28x28
+from src.core.config import MNIST_SIDE, padded_size
 
-
-def padded_size(pad: int) -> int:
-    """The side of the images the network sees: the 28 pixels padded by ``pad`` on each side (32 for pad 2)."""
-    return MNIST_SIDE + 2 * pad
-
-
-def padded_side(pad: object) -> int | None:
-    """``${padded_side:${data.pad}}`` in conf/model/lenet5.yaml: the network's input side for ``data.pad`` (None for a
-    bad ``data.pad``, which the settings check names)."""
-    return padded_size(pad) if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0 else None
-
-
-if not OmegaConf.has_resolver("padded_side"):  # registered with the function it names, on the package's import
-    OmegaConf.register_new_resolver("padded_side", padded_side)
+__all__ = ["MNIST_SIDE", "Preprocessing", "pad_images", "padded_size"]
 
 
 def pad_images(images: Tensor, pad: int) -> Tensor:

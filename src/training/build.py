@@ -17,20 +17,18 @@ from src.training.slurm import slurm_environment
 
 def build(cfg: DictConfig, resume: ResumePoint | None = None) -> tuple[L.LightningDataModule, LitLeNet5, L.Trainer]:
     datamodule = instantiate(cfg.data)
+    model = LitLeNet5.from_config(cfg)  # right after the seed: the initial weights are the seed's first draws
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c, **_logger_options(c, cfg, resume)) for c in (cfg.get("logger") or {}).values()]
+    loggers = []
+    for logger in (cfg.get("logger") or {}).values():
+        options: dict[str, Any] = {}
+        if "log_graph" in logger and cfg.get("compile"):
+            options["log_graph"] = False  # torch.jit.trace (the TensorBoard graph) cannot trace a compiled module
+        if "purge_step" in logger and resume is not None:
+            options["purge_step"] = resume.global_step  # what the stopped run wrote past its checkpoint is done again
+        loggers.append(instantiate(logger, **options))
     plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
     if (environment := slurm_environment()) is not None:
         plugins.append(environment)  # one requeue, submitit's: see src.training.slurm.slurm_environment
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None)
-    model = LitLeNet5.from_config(cfg)  # draws the initial weights: the same, seeded, whatever is built before it
     return datamodule, model, trainer
-
-
-def _logger_options(logger: DictConfig, cfg: DictConfig, resume: ResumePoint | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if "log_graph" in logger and cfg.get("compile"):
-        options["log_graph"] = False  # torch.jit.trace (the TensorBoard graph) cannot trace a torch.compile'd module
-    if "purge_step" in logger and resume is not None:
-        options["purge_step"] = resume.global_step  # what the stopped run wrote past its checkpoint is done again
-    return options

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
@@ -157,7 +158,13 @@ class LitLeNet5(L.LightningModule):
         checkpoint["history"] = history
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.history = list(checkpoint.get("history", []))
+        if self._trainer is not None and self.trainer.state.fn != TrainerFn.FITTING:
+            return  # testing the best checkpoint: the run's whole history stays, not the one saved with that epoch
+        history = checkpoint.get("history")
+        if history is None:  # written before the module kept it: the LearningCurves callback's state held it
+            callbacks = checkpoint.get("callbacks") or {}
+            history = next((s.get("history", []) for k, s in callbacks.items() if k.startswith("LearningCurves")), [])
+        self.history = list(history)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self._log_epoch("test"))

@@ -14,12 +14,13 @@ from pathlib import Path
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from src.core.settings import Check, Rule, accelerator_problem, check, flag, integer, is_int, is_number
+from src.core.settings import Check, Rule, accelerator_check, check, flag, integer, is_int, is_number
 from src.data.augment import AUGMENT_RULES, mirrored_digits
 from src.data.datamodule import DATA_RULES
 from src.models.lenet5 import NETWORK_RULES, network_shape_problems
 from src.training.adversarial import ADVERSARIAL_RULES
 from src.training.callbacks.diagnostics import DIAGNOSTICS_RULES
+from src.training.callbacks.tensorboard import TENSORBOARD_RULES
 
 TRAINING_RULES = [
     Rule("optimizer.lr", lambda v: is_number(v) and v > 0, "must be a number > 0"),
@@ -48,7 +49,15 @@ SCHEDULER_OPTIONS = ("interval", "monitor")  # read by the LightningModule, not 
 def check_training_config(cfg: DictConfig, rules: Iterable[Rule] = (), *checks: Check) -> None:
     """Every rule and check of a training config (``src.train``, and the parts that ``src.summary`` and ``src.eval``
     compose), with a command's own ``rules`` and ``checks``; one ``ConfigError`` listing all the problems."""
-    groups = [*NETWORK_RULES, *DATA_RULES, *AUGMENT_RULES, *TRAINING_RULES, *ADVERSARIAL_RULES, *DIAGNOSTICS_RULES]
+    groups = [
+        *NETWORK_RULES,
+        *DATA_RULES,
+        *AUGMENT_RULES,
+        *TRAINING_RULES,
+        *ADVERSARIAL_RULES,
+        *DIAGNOSTICS_RULES,
+        *TENSORBOARD_RULES,
+    ]
     check(
         cfg,
         [*groups, *rules],
@@ -57,7 +66,7 @@ def check_training_config(cfg: DictConfig, rules: Iterable[Rule] = (), *checks: 
         mirrored_digits,
         learning_rate_range,
         finder_on_a_resumed_run,
-        accelerator_here,
+        accelerator_check("trainer.accelerator"),
         unknown_arguments,
     )
 
@@ -80,11 +89,6 @@ def finder_on_a_resumed_run(cfg: DictConfig) -> list[str]:
         for key in ("resume", "ckpt_path")
         if (value := OmegaConf.select(cfg, key)) is not None
     ]
-
-
-def accelerator_here(cfg: DictConfig) -> list[str]:
-    problem = accelerator_problem("trainer.accelerator", OmegaConf.select(cfg, "trainer.accelerator"))
-    return [problem] if problem else []
 
 
 def unknown_arguments(cfg: DictConfig) -> list[str]:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.core.entry_point import hydra_entry_point
 from src.core.settings import (
     Rule,
-    accelerator_problem,
+    accelerator_check,
     as_list,
     check,
     choice,
@@ -78,13 +78,9 @@ def corruption_problems(cfg: DictConfig) -> list[str]:
     return unavailable_corruptions(listed, cfg.data.dataset, source, official_root(cfg))
 
 
-def accelerator_here(cfg: DictConfig) -> list[str]:
-    problem = accelerator_problem("accelerator", cfg.accelerator, ("auto", "cpu", "gpu", "cuda"))
-    return [problem] if problem else []
-
-
 def trust(cfg: DictConfig) -> list[dict[str, Any]]:
-    check(cfg, RULES, required("ckpt_path", USAGE), accelerator_here, corruption_problems)
+    on_this_machine = accelerator_check("accelerator", ("auto", "cpu", "gpu", "cuda"))
+    check(cfg, RULES, required("ckpt_path", USAGE), on_this_machine, corruption_problems)
     own = Path(HydraConfig.get().runtime.output_dir)
     targets = find_targets(str(cfg.ckpt_path), own, report_folder(cfg.split))
     # Every checkpoint is loaded and checked before the first report starts: a bad one stops the command at once.

@@ -11,7 +11,10 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from src.core.settings import check, integer
 from src.training.callbacks.misclassified import WorstMisclassified
+
+TENSORBOARD_RULES = [integer("callbacks.first_layer_filters.every_n_epochs", 1)]  # src.train's, and the callback's
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
@@ -130,10 +133,7 @@ class FirstLayerFilters(L.Callback):
     epoch: on by default because that costs nothing measurable (docs/visualize.md)."""
 
     def __init__(self, every_n_epochs: int = 1) -> None:
-        if not isinstance(every_n_epochs, int) or isinstance(every_n_epochs, bool) or every_n_epochs < 1:
-            raise ValueError(
-                f"callbacks.first_layer_filters.every_n_epochs={every_n_epochs!r}: must be an integer >= 1"
-            )
+        check({"callbacks": {"first_layer_filters": {"every_n_epochs": every_n_epochs}}}, TENSORBOARD_RULES)
         self.every_n_epochs = every_n_epochs
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
