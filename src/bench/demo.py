@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def canvas_body(digit: np.ndarray) -> bytes:
 
 @contextmanager
 def demo_server(overrides: Sequence[str], timeout: float = 300) -> Iterator[tuple[str, int]]:
-    """``python -m src.demo <overrides>`` in a subprocess (its output discarded); its (host, port) once it listens."""
+    """``python -m src.demo <overrides>`` in a subprocess (its output discarded); its (host, port) once it listens
+    (``queue.Empty`` after ``timeout`` seconds without that line)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "src.demo", *overrides],
         cwd=PROJECT_ROOT,
@@ -54,19 +56,20 @@ def demo_server(overrides: Sequence[str], timeout: float = 300) -> Iterator[tupl
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()  # its output, read by a thread that keeps the pipe drained
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put("")  # the process ended
+
+    threading.Thread(target=read, daemon=True).start()
     try:
         deadline = time.monotonic() + timeout
-        for line in process.stdout:
-            if "demo at http://" in line:
-                host, port = line.split("demo at http://", 1)[1].split()[0].rstrip("/").rsplit(":", 1)
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"python -m src.demo did not start within {timeout} s")
-        else:
-            raise RuntimeError(
-                f"python -m src.demo {' '.join(overrides)} exited before it served (exit {process.wait()})"
-            )
-        threading.Thread(target=process.stdout.read, daemon=True).start()  # keep its pipe drained
+        while "demo at http://" not in (line := lines.get(timeout=max(deadline - time.monotonic(), 0.01))):
+            if not line:
+                raise RuntimeError(f"python -m src.demo {' '.join(overrides)} exited before it served")
+        host, port = line.split("demo at http://", 1)[1].split()[0].rstrip("/").rsplit(":", 1)
         yield host, int(port)
     finally:
         process.terminate()

@@ -125,26 +125,22 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 def accelerator_check(key: str, valid: Iterable[str] = ACCELERATORS) -> Check:
     """``key`` must name an accelerator this machine has (a missing GPU is refused before any work)."""
 
+    valid = list(valid)
+
     def here(cfg: DictConfig) -> list[str]:
-        problem = accelerator_problem(key, OmegaConf.select(cfg, key), valid)
-        return [problem] if problem else []
+        import torch
+
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            return []
+        if value not in valid:
+            return [f"{key}={value!r}: choose one of {', '.join(valid)}"]
+        has_cuda, has_mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+        fix = f"use {key}=auto (the GPU when there is one, else the CPU) or {key}=cpu"
+        if value == "cuda" and not has_cuda or value == "gpu" and not (has_cuda or has_mps):
+            return [f"{key}={value!r}: this machine has no CUDA GPU (torch.cuda.is_available() is False); {fix}"]
+        if value == "mps" and not has_mps:
+            return [f"{key}={value!r}: this machine has no Apple MPS GPU; {fix}"]
+        return []
 
     return here
-
-
-def accelerator_problem(key: str, value: Any, valid: Iterable[str] = ACCELERATORS) -> str | None:
-    """Why ``key=value`` cannot run on this machine (None if it can, or if the key is unset)."""
-    import torch
-
-    valid = list(valid)
-    if value is None:
-        return None
-    if value not in valid:
-        return f"{key}={value!r}: choose one of {', '.join(valid)}"
-    has_cuda, has_mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    fix = f"use {key}=auto (the GPU when there is one, else the CPU) or {key}=cpu"
-    if value == "cuda" and not has_cuda or value == "gpu" and not (has_cuda or has_mps):
-        return f"{key}={value!r}: this machine has no CUDA GPU (torch.cuda.is_available() is False); {fix}"
-    if value == "mps" and not has_mps:
-        return f"{key}={value!r}: this machine has no Apple MPS GPU; {fix}"
-    return None

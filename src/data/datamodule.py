@@ -21,10 +21,11 @@ from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from src.core.config import padded_size
 from src.core.settings import check, choice, flag, integer, positive_integer
 from src.data.augment import BatchAugment
 from src.data.datasets import DATASETS, ensure_files, raw_folder, verify_raw_files
-from src.data.preprocessing import Preprocessing, pad_images, padded_size
+from src.data.preprocessing import Preprocessing, pad_images
 
 PIPELINES = ("tensor", "classic")
 DATA_RULES = [  # the `data` group's values, checked by src.train before any work and by the DataModule itself

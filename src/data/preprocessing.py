@@ -14,9 +14,6 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.core.config import MNIST_SIDE, padded_size
-
-__all__ = ["MNIST_SIDE", "Preprocessing", "pad_images", "padded_size"]
 
 
 def pad_images(images: Tensor, pad: int) -> Tensor:
@@ -31,10 +28,6 @@ class Preprocessing:
     pad: int = 2
     mean: float = 0.0
     std: float = 1.0
-
-    @property
-    def side(self) -> int:
-        return padded_size(self.pad)
 
     def normalize_(self, padded: Tensor, max_value: float = 255.0) -> Tensor:
         """Padded float pixels on the 0..``max_value`` scale -> the network's input, in place (a training batch)."""

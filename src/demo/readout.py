@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from src.core.config import MNIST_SIDE
 from src.core.errors import ImageError
 from src.data.images import DEFAULT_MAX_PIXELS, MIN_CONTRAST, read_grayscale, to_mnist_format
-from src.data.preprocessing import MNIST_SIDE
 from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
 from src.training.checkpoints import LoadedCheckpoint
 

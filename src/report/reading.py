@@ -66,8 +66,8 @@ def parameter_count(model: dict[str, Any] | None, data: dict[str, Any]) -> int |
     The input size is the one ``data.pad`` gives: a run folder's config keeps the interpolation, not its value."""
     if not model:
         return None
+    from src.core.config import padded_size
     from src.core.errors import CheckpointError
-    from src.data.preprocessing import padded_size
     from src.models import build_network
 
     try:

@@ -140,7 +140,7 @@ class LitLeNet5(L.LightningModule):
         values = self._log_epoch("val")
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(values["val/acc"])  # the sanity check's batches never count
-            self._last_validation = {k: float(v) for k, v in values.items()}  # once an epoch: this sync is cheap
+            self._last_validation = {k: float(v) for k, v in values.items()}  # a sync once a validation, not a step
             values["val/acc_best"] = self.val_acc_best.compute()
         self.log_dict(values, prog_bar=True)
 

@@ -70,7 +70,7 @@ def one_source(cfg: DictConfig) -> list[str]:
 
 def visualize(cfg: DictConfig) -> dict[str, Any]:
     check(cfg, RULES, required("ckpt_path", USAGE), one_source)
-    loaded, chosen, test = read_inputs(cfg)  # every input read and checked before anything is written
+    loaded, wanted, chosen, test = read_inputs(cfg)  # every input read and checked before anything is written
     out, embed = Path(cfg.paths.output_dir), cfg.embedding.samples != 0
     writer = None
     if cfg.tensorboard or embed:
@@ -91,20 +91,21 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
         summary["embedding"] = write_embedding(writer, loaded.net, *test, loaded.classes, loaded.preprocessing, indices)
     if writer is not None:
         writer.close()
-    print_summary(summary, loaded, cfg, out)
+    print_summary(summary, loaded, wanted, cfg, out)
     return summary
 
 
-def read_inputs(cfg: DictConfig) -> tuple[LoadedCheckpoint, Chosen, tuple[Tensor, Tensor] | None]:
-    """The checkpoint, the chosen images (the user's files, or test images of the classes asked for) and the test set
-    (where the images or the Projector need it: own images without an embedding need no data)."""
+def read_inputs(cfg: DictConfig) -> tuple[LoadedCheckpoint, list[int], Chosen, tuple[Tensor, Tensor] | None]:
+    """The checkpoint, the classes asked for (by index), the chosen images (the user's files, or test images of those
+    classes) and the test set (where the images or the Projector need it: own images without an embedding need no
+    data)."""
     paths = list_images([str(i) for i in as_list(cfg.inputs)]) if as_list(cfg.inputs) else []  # before the model
     loaded = load_checkpoint(cfg.ckpt_path)
     wanted = class_indices(as_list(cfg.classes), loaded.classes, loaded.dataset)  # names checked before any work
     prepared = [prepare_image(p, loaded.preprocessing, cfg.max_pixels)[0] for p in paths]
     test = loaded.test_split(cfg.paths.data_dir) if not paths or cfg.embedding.samples != 0 else None
     chosen = choose_inputs(paths, prepared) if paths else choose_test_images(*test, wanted, cfg.images, loaded.classes)
-    return loaded, chosen, test
+    return loaded, wanted, chosen, test
 
 
 def draw_feature_maps(emit: Emit, loaded: LoadedCheckpoint, chosen: Chosen, out: Path) -> dict[str, Any]:
@@ -159,10 +160,11 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def print_summary(summary: dict[str, Any], loaded: LoadedCheckpoint, cfg: DictConfig, out: Path) -> None:
+def print_summary(
+    summary: dict[str, Any], loaded: LoadedCheckpoint, wanted: list[int], cfg: DictConfig, out: Path
+) -> None:
     print(f"Checkpoint: {loaded.path} (trained on {loaded.dataset}, epoch {loaded.epoch})")
     if as_list(cfg.classes):  # the names as the data set spells them, whatever the user typed (sweater: Pullover)
-        wanted = class_indices(as_list(cfg.classes), loaded.classes, loaded.dataset)
         print(f"  classes: {', '.join(loaded.classes[i] for i in wanted)}")
     for name, conv in conv_layers(loaded.net):
         shape = "x".join(map(str, conv.weight.shape[1:]))

@@ -129,8 +129,8 @@ class FirstLayerFilters(L.Callback):
     """The first conv layer's filters in TensorBoard: at the start of training and after every ``every_n_epochs``-th
     epoch, so the step slider shows them form from their random start. Images tab: ``filters/conv1``, the kernels in
     ``src.visualize``'s layout and colours (one scale, symmetric about zero: white 0, red positive, blue negative);
-    Scalars tab: ``filters/conv1_max_abs``, that scale's limit. Drawn without matplotlib, in a few milliseconds an
-    epoch: on by default because that costs nothing measurable (docs/visualize.md)."""
+    Scalars tab: ``filters/conv1_max_abs``, that scale's limit. Drawn without matplotlib: on by default because its
+    cost is too small to measure (docs/visualize.md)."""
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         check({"callbacks": {"first_layer_filters": {"every_n_epochs": every_n_epochs}}}, TENSORBOARD_RULES)
