@@ -92,7 +92,7 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
     check(cfg, RULES, required("ckpt_path", "python -m src.export ckpt_path=<checkpoint> format=onnx"))
     loaded = load_checkpoint(cfg.ckpt_path)
     net = loaded.net
-    in_channels, side = net.features[0].in_channels, net.input_size
+    in_channels, side = net.in_channels, net.input_size
     example = torch.zeros(1, in_channels, side, side)  # fixed image size; the batch dimension stays dynamic
 
     # The check images first: a missing data set stops the command before anything is written.
@@ -106,6 +106,12 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
         "input": f"(batch, {in_channels}, {side}, {side}) float32: (pixels/255 - mean)/std, 28x28 images padded by pad",
         "output": "logits (softmax for probabilities)",
     }
+    if (rubbish := getattr(net, "rubbish_logit", None)) is not None:  # LeNet1998: minus its RBF penalties
+        preprocessing["output"] = (
+            f"-y, minus each class's RBF penalty; probabilities: softmax over the ten and a rubbish class's constant "
+            f"{rubbish}, the rubbish class's share left out (LeCun et al. 1998, section II.C)"
+        )
+        preprocessing["rubbish_logit"] = rubbish
     (out / "lenet5.json").write_text(json.dumps(preprocessing, indent=2))
     metadata = {"preprocessing.json": json.dumps(preprocessing)}
     if cfg.format == "onnx":

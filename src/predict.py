@@ -20,6 +20,7 @@ from src.core.entry_point import hydra_entry_point
 from src.core.plots import image_grid, save
 from src.core.settings import as_list, check, flag, integer, required
 from src.data.images import list_images, prepare_image
+from src.models import outputs
 from src.training.checkpoints import load_checkpoint
 
 USAGE = "python -m src.predict ckpt_path=<checkpoint> inputs=[a.png,b.jpg] (or inputs=<folder>)"
@@ -35,7 +36,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     prepared = [prepare_image(p, loaded.preprocessing, max_pixels) for p in paths]
     batch = torch.stack([x for x, _ in prepared])
     with torch.no_grad():
-        probs = torch.softmax(loaded.net(batch), dim=1)
+        probs = outputs.probabilities(loaded.net, loaded.net(batch))  # LeNet1998's leave the rubbish class out
     k = min(top_k, probs.shape[1])
     top_p, top_i = probs.topk(k, dim=1)
 

@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from src.core.config import CONFIG_DIR
+from src.core.errors import ConfigError
 from src.report.reading import parameter_count
 from src.training.build import build
 from src.training.rules import check_training_config as validate
@@ -78,10 +79,15 @@ def test_optimizer_and_scheduler_build_and_step(optimizer, scheduler, tmp_path, 
     cfg = in_folder(
         cfg(f"optimizer={optimizer}", f"scheduler={scheduler}", *TINY, "logger=csv", "test=false"), tmp_path
     )
+    if (optimizer, scheduler) == ("sdlm", "onecycle"):  # one-cycle cycles a momentum SDLM does not have
+        with pytest.raises(ConfigError, match="one-cycle cycles the momentum"):
+            validate(cfg)
+        return
+    validate(cfg)
     datamodule, model, trainer = build(cfg)
     trainer.fit(model, datamodule=datamodule)
     opt = trainer.optimizers[0]
-    assert type(opt).__name__ == {"sgd": "SGD", "adam": "Adam"}[optimizer]
+    assert type(opt).__name__ == {"sgd": "SGD", "adam": "Adam", "sdlm": "SDLM"}[optimizer]
     assert opt.defaults["lr"] == cfg.optimizer.lr and trainer.global_step == 3
     configs = trainer.lr_scheduler_configs
     assert len(configs) == (0 if scheduler == "none" else 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,13 @@ def trained(mnist_run: TrainedRun) -> dict:
     return {"run": mnist_run.run, "ckpt": mnist_run.ckpt, "test_acc": mnist_run.test_acc}
 
 
+@pytest.fixture(scope="module", params=["lenet5", "lenet5_1998"])
+def either_network(request: pytest.FixtureRequest) -> dict:
+    """The session's MNIST checkpoint, then LeCun et al.'s network's: the tools work on both alike."""
+    run = request.getfixturevalue("mnist_run" if request.param == "lenet5" else "lecun1998_run")
+    return {"run": run.run, "ckpt": run.ckpt, "test_acc": run.test_acc}
+
+
 def assert_clean_failure(result, *fragments: str) -> None:
     """A user error: exit status 2, the message on stderr, no traceback."""
     assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr[-3000:]}"
@@ -43,7 +51,8 @@ def assert_clean_failure(result, *fragments: str) -> None:
 
 
 # -- eval ------------------------------------------------------------------------------------------------------------
-def test_eval_reproduces_the_logged_test_accuracy(trained: dict, tmp_path: Path):
+def test_eval_reproduces_the_logged_test_accuracy(either_network: dict, tmp_path: Path):
+    trained = either_network
     result = run_module("src.eval", f"ckpt_path={trained['ckpt']}", f"paths.log_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list(tmp_path.glob("eval/runs/*/*"))  # outputs/eval/runs/<date>/<time>_<pid>, as every entry point
@@ -170,6 +179,29 @@ def test_predict_agrees_with_the_model_on_real_digits_in_any_form(trained: dict,
     assert all(a >= MIN_AGREEMENT for a in agreements.values()), agreements
 
 
+def test_predict_reports_lenet1998s_own_probabilities(lecun1998_run: TrainedRun, tmp_path: Path, data_dir: Path):
+    """p_i = e^{-y_i} / (e^{-j} + sum_k e^{-y_k}): the ten leave the rubbish class's share out."""
+    digit = MNIST(str(data_dir), train=False).data[0].numpy()
+    Image.fromarray(digit).save(tmp_path / "seven.png")
+    run = tmp_path / "run"
+    result = run_module(
+        "src.predict", f"ckpt_path={lecun1998_run.ckpt}", f"inputs=[{tmp_path / 'seven.png'}]", "top_k=10",
+        f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(run / "predictions.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    loaded = load_checkpoint(lecun1998_run.ckpt)
+    x, _ = prepare_image(tmp_path / "seven.png", loaded.preprocessing)
+    with torch.no_grad():
+        penalties = -loaded.net(x.unsqueeze(0))[0].double()
+    j = -loaded.net.rubbish_logit
+    expected = torch.exp(-penalties) / (math.exp(-j) + torch.exp(-penalties).sum())
+    got = {row[f"top{k}_class"]: float(row[f"top{k}_prob"]) for k in range(1, 11)}
+    assert [got[c] for c in loaded.classes] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert sum(got.values()) < 1
+
+
 def test_mnist_digits_pass_through_the_preprocessing_almost_unchanged(data_dir: Path):
     # MNIST's own recipe applied to MNIST digits must give them back: same box, same centre of mass.
     digits = MNIST(str(data_dir), train=False).data[:200].numpy()
@@ -196,7 +228,8 @@ def test_decompression_bombs_are_refused_before_decoding(side: int, tmp_path: Pa
 # -- export ----------------------------------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_matches_pytorch_on_real_test_images(fmt: str, trained: dict, tmp_path: Path, data_dir: Path):
+def test_export_matches_pytorch_on_real_test_images(fmt: str, either_network: dict, tmp_path: Path, data_dir: Path):
+    trained = either_network
     result = run_module("src.export", f"ckpt_path={trained['ckpt']}", f"format={fmt}", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     reported = re.search(r"max abs difference vs PyTorch = (\S+) on logits up to (\S+) .*: passed", result.stdout)
@@ -225,7 +258,9 @@ def test_export_matches_pytorch_on_real_test_images(fmt: str, trained: dict, tmp
         f"\n{fmt}: max abs difference vs PyTorch: {reported.group(1)} (src.export's check, logits up to "
         f"{reported.group(2)}), {max(diffs):.3g} (this test, {len(images)} other test images)"
     )
-    assert json.loads((tmp_path / "lenet5.json").read_text())["classes"] == loaded.classes
+    described = json.loads((tmp_path / "lenet5.json").read_text())
+    assert described["classes"] == loaded.classes
+    assert described.get("rubbish_logit") == getattr(loaded.net, "rubbish_logit", None)  # how to read the outputs
 
 
 @pytest.mark.parametrize("missing", ["state_dict", "hyper_parameters", "MNISTDataModule"])

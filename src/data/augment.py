@@ -8,6 +8,9 @@ per-sample Python), the classic pipeline gets the same random ranges as torchvis
   tensor pipeline: a crop from the image padded by that much, as ``RandomCrop(padding=...)`` does);
 - ``degrees`` and ``scale``: a rotation in [-degrees, degrees] and a zoom in [scale[0], scale[1]] about the centre,
   bilinear (with them, the shift is part of the same affine map, as in ``RandomAffine``);
+- ``squeeze`` and ``shear``: LeCun et al.'s (1998) other two distortions, tensor pipeline only: a squeeze by a ratio
+  in [squeeze[0], squeeze[1]] (the width times it, the height divided by it) and a horizontal shear x += k y, k in
+  [-shear, shear];
 - ``flip``: the probability of a left-right mirror (garments, never digits: a mirrored 2 is not a 2).
 
 The draws for a batch come from a generator seeded by (seed, epoch, rank, batch index): the same seed gives the
@@ -37,7 +40,25 @@ AUGMENT_RULES = [  # the `augment` group's values, checked by src.train before a
         "must be two numbers > 0, the smaller first, e.g. [0.9, 1.1]",
     ),
     Rule("augment.flip", lambda v: is_number(v) and 0 <= v <= 1, "must be a probability in [0, 1]"),
+    Rule(
+        "augment.squeeze",
+        lambda v: len(v) == 2 and all(is_number(z) and z > 0 for z in v) and v[0] <= v[1],
+        "must be two numbers > 0, the smaller first, e.g. [0.9, 1.1] ([1, 1]: none)",
+    ),
+    Rule("augment.shear", lambda v: is_number(v) and 0 <= v <= 1, "must be a number in [0, 1] (0: none)"),
 ]
+
+
+def classic_distortions(cfg: DictConfig) -> list[str]:
+    """torchvision's RandomAffine has no squeeze: the classic pipeline cannot draw the paper's distortions."""
+    squeeze = OmegaConf.select(cfg, "augment.squeeze", default=[1, 1])
+    shear = OmegaConf.select(cfg, "augment.shear", default=0)
+    if OmegaConf.select(cfg, "data.pipeline") == "classic" and (list(squeeze) != [1, 1] or shear):
+        return [
+            f"augment.squeeze={list(squeeze)} and augment.shear={shear} with data.pipeline=classic: torchvision's "
+            f"transforms have no squeeze; use data.pipeline=tensor, or augment.squeeze=[1,1] augment.shear=0"
+        ]
+    return []
 
 
 def mirrored_digits(cfg: DictConfig) -> list[str]:
@@ -55,27 +76,36 @@ class BatchAugment:
     """Random shift, rotation, zoom and mirror of a batch of images ``(N, C, H, W)`` with a black (0) background."""
 
     def __init__(
-        self, translate: int = 0, degrees: float = 0.0, scale: Sequence[float] = (1.0, 1.0), flip: float = 0.0
+        self,
+        translate: int = 0,
+        degrees: float = 0.0,
+        scale: Sequence[float] = (1.0, 1.0),
+        flip: float = 0.0,
+        squeeze: Sequence[float] = (1.0, 1.0),
+        shear: float = 0.0,
     ) -> None:
-        arguments = {"translate": translate, "degrees": degrees, "scale": list(scale), "flip": flip}
+        arguments = {"translate": translate, "degrees": degrees, "scale": list(scale), "flip": flip,
+                     "squeeze": list(squeeze), "shear": shear}  # fmt: skip
         check({"augment": arguments}, AUGMENT_RULES)
-        self.translate, self.degrees, self.flip = int(translate), float(degrees), float(flip)
+        self.translate, self.degrees, self.flip, self.shear = int(translate), float(degrees), float(flip), float(shear)
         self.scale = (float(scale[0]), float(scale[1]))
+        self.squeeze = (float(squeeze[0]), float(squeeze[1]))
 
     @classmethod
     def from_config(cls, augment: dict[str, Any] | None) -> BatchAugment | None:
         """The augmentation an ``augment`` config group describes; None when it changes nothing (``augment=none``)."""
-        options = {k: v for k, v in (augment or {}).items() if k in ("translate", "degrees", "scale", "flip")}
+        keys = ("translate", "degrees", "scale", "flip", "squeeze", "shear")
+        options = {k: v for k, v in (augment or {}).items() if k in keys}
         made = cls(**options)
         return made if made.active else None
 
     @property
     def active(self) -> bool:
-        return bool(self.translate or self.degrees or self.flip or self.scale != (1.0, 1.0))
+        return bool(self.translate or self.flip or self.affine)
 
     @property
     def affine(self) -> bool:
-        return bool(self.degrees or self.scale != (1.0, 1.0))
+        return bool(self.degrees or self.scale != (1.0, 1.0) or self.squeeze != (1.0, 1.0) or self.shear)
 
     @staticmethod
     def generator(device: torch.device, seed: int, epoch: int, rank: int, batch: int) -> torch.Generator:
@@ -89,7 +119,11 @@ class BatchAugment:
         shifts = torch.randint(-self.translate, self.translate + 1, (n, 2), generator=generator, device=images.device)
         mirror = torch.rand(n, generator=generator, device=images.device) < self.flip
         if self.affine:
-            return self._affine(images, shifts, mirror, uniform(-self.degrees, self.degrees), uniform(*self.scale))
+            degrees, scale = uniform(-self.degrees, self.degrees), uniform(*self.scale)
+            # drawn only when asked for: the recipes without them keep their random streams
+            squeeze = uniform(*self.squeeze) if self.squeeze != (1.0, 1.0) else None
+            shear = uniform(-self.shear, self.shear) if self.shear else None
+            return self._affine(images, shifts, mirror, degrees, scale, squeeze, shear)
         if self.translate:
             images = self._shift(images, shifts)
         if self.flip:
@@ -107,7 +141,16 @@ class BatchAugment:
         channel = torch.arange(c, device=images.device)[None, :, None, None]
         return padded[batch, channel, rows, cols]
 
-    def _affine(self, images: Tensor, shifts: Tensor, mirror: Tensor, degrees: Tensor, scale: Tensor) -> Tensor:
+    def _affine(
+        self,
+        images: Tensor,
+        shifts: Tensor,
+        mirror: Tensor,
+        degrees: Tensor,
+        scale: Tensor,
+        squeeze: Tensor | None = None,
+        shear: Tensor | None = None,
+    ) -> Tensor:
         # affine_grid maps output coordinates to input ones in [-1, 1]: the inverse of the map applied to the image.
         n, _, h, w = images.shape
         angle = degrees * (math.pi / 180)
@@ -115,6 +158,14 @@ class BatchAugment:
         sign = torch.where(mirror, -1.0, 1.0)
         tx, ty = -shifts[:, 1] * (2.0 / w), -shifts[:, 0] * (2.0 / h)
         theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1)
+        if squeeze is not None or shear is not None:
+            # the image is squeezed, diag(q, 1/q), and sheared, x += k y, before the rotation and zoom: the inverse of
+            # [[1, k], [0, 1]] @ diag(q, 1/q) is [[1/q, -k/q], [0, q]], applied after the rotation's inverse
+            q = squeeze if squeeze is not None else torch.ones_like(scale)
+            k = shear if shear is not None else torch.zeros_like(scale)
+            zero = torch.zeros_like(q)
+            inverse = torch.stack([torch.stack([1 / q, -k / q], 1), torch.stack([zero, q], 1)], 1)
+            theta = torch.cat([inverse @ theta[:, :, :2], theta[:, :, 2:]], 2)
         grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -140,4 +191,7 @@ class BatchAugment:
         return steps
 
     def __repr__(self) -> str:
-        return f"BatchAugment(translate={self.translate}, degrees={self.degrees}, scale={self.scale}, flip={self.flip})"
+        return (
+            f"BatchAugment(translate={self.translate}, degrees={self.degrees}, scale={self.scale}, flip={self.flip}, "
+            f"squeeze={self.squeeze}, shear={self.shear})"
+        )

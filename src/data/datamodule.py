@@ -11,7 +11,7 @@ Two pipelines serve the same samples with the same statistics:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from src.core.config import padded_size
-from src.core.settings import check, choice, flag, integer, positive_integer
+from src.core.settings import Rule, check, choice, flag, integer, is_number, positive_integer
 from src.data.augment import BatchAugment
 from src.data.datasets import DATASETS, ensure_files, raw_folder, verify_raw_files
 from src.data.preprocessing import Preprocessing, pad_images
@@ -33,10 +33,15 @@ DATA_RULES = [  # the `data` group's values, checked by src.train before any wor
     choice("data.pipeline", PIPELINES),
     positive_integer("data.batch_size"),
     positive_integer("data.eval_batch_size"),
-    integer("data.val_size", 1, 59_999),
+    integer("data.val_size", 0, 59_999, note="0: no validation split, the validation loop reads the test set"),
     integer("data.pad", 0),
     integer("data.num_workers", 0),
     flag("data.normalize"),
+    Rule(
+        "data.pixel_range",
+        lambda v: v is None or (len(v) == 2 and all(is_number(x) for x in v) and v[0] < v[1]),
+        "must be null or [background, ink], two numbers, the smaller first (LeCun et al. 1998: [-0.1, 1.175])",
+    ),
 ]
 
 
@@ -130,13 +135,16 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
         verify: bool = True,
         normalize: bool = True,
+        pixel_range: Sequence[float] | None = None,
         augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if OmegaConf.is_config(augment):  # saved with the checkpoint, which holds only plain containers
             augment = OmegaConf.to_container(augment, resolve=True)
+        pixel_range = [float(v) for v in pixel_range] if pixel_range is not None else None  # plain, as augment
         arguments = dict(dataset=dataset, pipeline=pipeline, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, pad=pad, num_workers=num_workers, normalize=normalize)  # fmt: skip
+                         val_size=val_size, pad=pad, num_workers=num_workers, normalize=normalize,
+                         pixel_range=pixel_range)  # fmt: skip
         check({"data": arguments}, DATA_RULES)
         self.save_hyperparameters()
         self.dataset_cls = DATASETS[dataset]
@@ -171,16 +179,23 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_indices, self.train_indices = order[: hp.val_size], order[hp.val_size :]
         train_images, test_images = pad_images(train_set.data, hp.pad), pad_images(test_set.data, hp.pad)
         if self.preprocessing is None:  # one loaded from a checkpoint (load_state_dict) is kept as it is
-            # normalize=false: the raw [0, 1] pixels d2l feeds its networks (ToTensor alone)
-            stats = pixel_stats(train_images[self.train_indices]) if hp.normalize else (0.0, 1.0)
-            self.preprocessing = Preprocessing(hp.pad, *stats)
+            if hp.pixel_range is not None:  # the inputs of a blank and of a fully inked pixel, as LeCun et al. set them
+                self.preprocessing = Preprocessing.from_range(hp.pad, *hp.pixel_range)
+            else:  # normalize=false: the raw [0, 1] pixels d2l feeds its networks (ToTensor alone)
+                stats = pixel_stats(train_images[self.train_indices]) if hp.normalize else (0.0, 1.0)
+                self.preprocessing = Preprocessing(hp.pad, *stats)
 
         if device is None:
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         pick = {"train": self.train_indices, "val": self.val_indices}
+        # val_size=0: all 60,000 images train, and the validation loop reads the test set (a curve per epoch, as the
+        # paper's Fig. 5; src.train refuses to choose a checkpoint by it)
+        validation = (train_images, train_set.targets) if hp.val_size else (test_images, test_set.targets)
+        if not hp.val_size:
+            del pick["val"]
         for split, (images, labels) in {
             "train": (train_images, train_set.targets),
-            "val": (train_images, train_set.targets),
+            "val": validation,
             "test": (test_images, test_set.targets),
         }.items():
             if split in pick:
@@ -197,10 +212,11 @@ class MNISTDataModule(L.LightningDataModule):
             train_set, eval_set = (
                 self.dataset_cls(hp.data_dir, train=True, transform=transform(t)) for t in (True, False)
             )
+            test = self.dataset_cls(hp.data_dir, train=False, transform=transform(False))
             self._classic = {
                 "train": Subset(train_set, self.train_indices.tolist()),
-                "val": Subset(eval_set, self.val_indices.tolist()),
-                "test": self.dataset_cls(hp.data_dir, train=False, transform=transform(False)),
+                "val": Subset(eval_set, self.val_indices.tolist()) if hp.val_size else test,
+                "test": test,
             }
 
     # -- what a checkpoint must carry to use the model without the training data ------------------------

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-
 def pad_images(images: Tensor, pad: int) -> Tensor:
     """Black borders of ``pad`` pixels around the last two dimensions (a new tensor, of the images' dtype)."""
     return F.pad(images, (pad,) * 4)
@@ -64,6 +63,13 @@ class Preprocessing:
                 transforms.Normalize((self.mean,), (self.std,)),
             ]
         )
+
+    @classmethod
+    def from_range(cls, pad: int, background: float, ink: float) -> Preprocessing:
+        """The preprocessing whose inputs are ``background`` for a blank pixel and ``ink`` for a fully inked one
+        (LeCun et al. 1998: -0.1 and 1.175, "which makes the mean input roughly 0, and the variance roughly 1")."""
+        std = 1.0 / (ink - background)
+        return cls(pad, -background * std, std)
 
     def state(self) -> dict[str, Any]:
         return {"pad": self.pad, "mean": self.mean, "std": self.std}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from src.core.errors import CheckpointError
 from src.core.settings import Rule, check, choice, flag, is_int, is_number, positive_integer
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -136,7 +134,7 @@ class LeNet5(nn.Module):
                          hidden=list(hidden), padding=padding, kernel_size=kernel_size, input_size=input_size)  # fmt: skip
         check({"model": arguments}, NETWORK_RULES, network_shape_problems)
         act, pool = ACTIVATIONS[activation], POOLINGS[pooling]
-        self.input_size = input_size
+        self.input_size, self.in_channels, self.num_classes = input_size, in_channels, num_classes
         side = feature_sides(kernel_size, input_size, len(channels), padding)[-1]
         # bias=False before batch norm: its shift makes a bias redundant (d2l keeps it; it changes nothing learned).
         norm2d = (lambda c: [nn.BatchNorm2d(c)]) if batch_norm else (lambda c: [])
@@ -172,20 +170,6 @@ class LeNet5(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x.contiguous(memory_format=self.memory_format)))
-
-
-TARGET = "src.models.LeNet5"  # conf/model/lenet5.yaml's _target_
-
-
-def build_network(model: Mapping[str, Any]) -> LeNet5:
-    """The network a saved ``model`` config describes (the copy a checkpoint or a run folder keeps of
-    conf/model/lenet5.yaml, resolved), built as ``hydra.utils.instantiate`` builds it from a composed config. The
-    ``_target_`` must be LeNet5's: a file naming any other callable is refused, never imported."""
-    args = dict(model)
-    if (target := args.pop("_target_", TARGET)) != TARGET:
-        raise CheckpointError(f"model._target_={target!r}: this project builds only {TARGET}")
-    args.pop("compile", None)  # written inside the model group by versions before it became the top-level `compile`
-    return LeNet5(**args)
 
 
 def _xavier(m: nn.Module) -> None:

@@ -1,5 +1,8 @@
 """The network's insides: its stages in order (conv1 + activation, pooling, ..., the hidden units) and one forward
-pass that reads each stage's output by hooks on the real call. Used by ``src.visualize`` and ``src.demo``."""
+pass that reads each stage's output by hooks on the real call. Used by ``src.visualize``, ``src.demo`` and trust.
+
+LeNet1998 names its layers as the paper does (C1, S2, C3, S4, C5, F6): its stages carry those names, each the
+output of a layer after its squashing function (``C1_f``), or of a plain pooling layer that has none."""
 
 from __future__ import annotations
 
@@ -9,30 +12,60 @@ import torch
 from torch import Tensor, nn
 
 from src.models.lenet5 import ACTIVATIONS, POOLINGS
+from src.models.lenet1998 import SparseConv
 
 
-def conv_layers(net: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """The conv layers of ``net.features``, named conv1, conv2, ... in the network's order."""
+def paper_named(modules: nn.Module) -> bool:
+    """Whether the layers are named (LeNet1998's C1, S2, ...) rather than numbered (LeNet5's Sequential)."""
+    return not next(iter(modules.named_children()))[0].isdigit()
+
+
+def conv_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The conv layers of ``net.features`` in the network's order, named conv1, conv2, ... (LeNet1998: C1, C3, C5;
+    its C3 is a ``SparseConv``, whose ``dense_weight()`` has zeros where Table I connects no map)."""
+    if paper_named(net.features):
+        return [(n, m) for n, m in net.features.named_children() if isinstance(m, (nn.Conv2d, SparseConv))]
     convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
     return [(f"conv{i}", m) for i, m in enumerate(convs, start=1)]
 
 
+def conv_weight(conv: nn.Module) -> Tensor:
+    """A conv layer's kernels as (out, in, k, k), zeros where a sparse layer connects no input map."""
+    return conv.dense_weight() if isinstance(conv, SparseConv) else conv.weight
+
+
 def feature_stages(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """The modules of ``net.features`` whose outputs are shown, found by type: each activation (named by the conv it
-    follows and what lies between, e.g. ``conv1 + BatchNorm2d + ReLU``) and each pooling layer (``pool1 (MaxPool2d)``)."""
+    follows and what lies between, e.g. ``conv1 + BatchNorm2d + ReLU``) and each pooling layer (``pool1 (MaxPool2d)``);
+    LeNet1998's by the paper's names."""
+    if paper_named(net.features):
+        return _paper_stages(net.features)
     return _stages(net.features, nn.Conv2d, "conv", tuple(POOLINGS.values()))
 
 
 def hidden_stages(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """The activation modules of ``net.classifier`` (the hidden units: 120 and 84 in the classic network), named by
-    the linear layer they follow and what lies between, e.g. ``fc1 + ReLU``."""
+    the linear layer they follow and what lies between, e.g. ``fc1 + ReLU``; LeNet1998's F6."""
+    if paper_named(net.classifier):
+        return _paper_stages(net.classifier)
     return _stages(net.classifier, nn.Linear, "fc")
+
+
+def _paper_stages(modules: nn.Module) -> list[tuple[str, nn.Module]]:
+    children = dict(modules.named_children())
+    stages = []
+    for name, module in children.items():
+        if name.endswith("_f") and not isinstance(module, nn.Identity):
+            stages.append((name.removesuffix("_f"), module))
+        elif isinstance(module, nn.AvgPool2d) and isinstance(children.get(f"{name}_f"), nn.Identity):
+            stages.append((name, module))  # plain average pooling in place of S2 or S4: no squashing follows
+    return stages
 
 
 def _stages(
     modules: nn.Module, layer: type[nn.Module], prefix: str, poolings: tuple[type[nn.Module], ...] = ()
 ) -> list[tuple[str, nn.Module]]:
-    activations = tuple(ACTIVATIONS.values())
+    activations = tuple(ACTIVATIONS.values())  # LeNet5's
     stages: list[tuple[str, nn.Module]] = []
     count, between = 0, []
     for module in modules:
@@ -50,14 +83,16 @@ def _stages(
 
 def run_network(net: nn.Module, x: Tensor, watch: Sequence[nn.Module] = ()) -> tuple[Tensor, list[Tensor], Tensor]:
     """One forward pass in eval mode: the logits, the output of each module in ``watch`` (in that order) and the
-    penultimate features (the input of the last layer, ``net.classifier[-1]``), all read by hooks on the real call."""
+    penultimate features (the input of the output layer: ``net.classifier[-1]``, or LeNet1998's RBF units), all read
+    by hooks on the real call."""
     outputs: dict[int, Tensor] = {}
     penultimate: list[Tensor] = []
     hooks = [
         m.register_forward_hook(lambda _m, _in, out, k=k: outputs.__setitem__(k, out.detach()))
         for k, m in enumerate(watch)
     ]
-    hooks.append(net.classifier[-1].register_forward_pre_hook(lambda _m, args: penultimate.append(args[0].detach())))
+    last = getattr(net, "output_layer", net.classifier[-1])  # LeNet1998's RBF units (then -y), whose input is F6
+    hooks.append(last.register_forward_pre_hook(lambda _m, args: penultimate.append(args[0].detach())))
     try:
         net.eval()
         with torch.no_grad():

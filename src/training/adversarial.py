@@ -8,11 +8,11 @@ means the same in training and in the report.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.core.settings import Rule, integer, is_number
 from src.data.preprocessing import Preprocessing
+from src.models import outputs
 
 ADVERSARIAL_RULES = [  # checked by src.train before any work
     Rule(
@@ -36,6 +36,7 @@ class PixelModel(nn.Module):
     def __init__(self, net: nn.Module, preprocessing: Preprocessing) -> None:
         super().__init__()
         self.net, self.preprocessing = net, preprocessing
+        self.rubbish_logit = getattr(net, "rubbish_logit", None)  # its loss is the network's (src.models.outputs)
 
     def forward(self, pixels: Tensor) -> Tensor:
         return self.net(self.preprocessing(pixels, max_value=1.0))
@@ -54,7 +55,7 @@ def pgd_examples(
     x = (images + epsilon * (torch.rand_like(images) * 2 - 1)).clamp(0, 1)
     for _ in range(steps):
         x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.cross_entropy(model(x), labels, reduction="sum"), x)
+        (grad,) = torch.autograd.grad(outputs.loss(model, model(x), labels, reduction="sum"), x)
         x = torch.min(torch.max(x.detach() + step_size * grad.sign(), images - epsilon), images + epsilon).clamp(0, 1)
     return x.detach()
 

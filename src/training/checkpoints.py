@@ -17,7 +17,7 @@ from torch import Tensor
 from src.core.errors import CheckpointError, ConfigError
 from src.data.datasets import load_test_set
 from src.data.preprocessing import Preprocessing
-from src.models.lenet5 import LeNet5, build_network
+from src.models.networks import build_network
 
 DATA_STATE_KEY = "MNISTDataModule"  # where Lightning saves MNISTDataModule.state_dict() in a checkpoint
 
@@ -78,7 +78,7 @@ class LoadedCheckpoint:
     the preprocessing it was trained with."""
 
     path: Path
-    net: LeNet5  # in eval mode, on the CPU
+    net: torch.nn.Module  # LeNet5 or LeNet1998, in eval mode, on the CPU
     model: dict[str, Any]  # the network's arguments (the run's `model` config)
     dataset: str
     classes: list[str]
@@ -116,12 +116,12 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{where}: its training-data statistics are empty (saved before the data was set up)")
     weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     try:
-        net = build_network(hparams["model"])  # refuses a _target_ other than LeNet5's, never importing it
+        net = build_network(hparams["model"])  # refuses a _target_ not in src.models.NETWORKS, never importing it
         net.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{where}: its weights do not fit the model it describes: {exc}") from None
     classes = [str(c) for c in state["classes"]]
-    outputs = net.classifier[-1].out_features
+    outputs = net.num_classes
     if outputs != len(classes):
         raise CheckpointError(f"{where}: the model has {outputs} outputs but its data set has {len(classes)} classes")
     data_hparams = checkpoint.get("datamodule_hyper_parameters")

@@ -8,7 +8,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
@@ -17,8 +16,11 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from src.core.errors import ConfigError
-from src.models.lenet5 import build_network
+from src.models import outputs
+from src.models.networks import build_network
 from src.training.adversarial import adversarial_batch
+from src.training.callbacks.curvature import SDLMCurvature
+from src.training.sdlm import SDLM
 
 STAGES = ("train", "val", "test")
 
@@ -29,7 +31,9 @@ class LitLeNet5(L.LightningModule):
     Its arguments are plain dicts (the ``model``, ``optimizer`` and ``scheduler`` config groups), saved as
     hyperparameters, so a checkpoint rebuilds the run's model on its own and loads with ``weights_only=True``.
     After testing, ``test_confusion_matrix`` (true class by row, predicted by column) and ``test_class_acc`` hold the
-    whole test set's counts, summed over every DDP process by torchmetrics. ``history`` holds each training epoch's
+    whole test set's counts, summed over every DDP process by torchmetrics. ``per_pattern_updates``: one optimizer step
+    per training image, taken in turn through each batch (the stochastic updates LeNet-5 was trained with, at the cost
+    of Lightning's per-batch work paid once per batch rather than once per image: docs/lecun1998.md has the timings). ``history`` holds each training epoch's
     loss and accuracy, train and validation (``history.json``); it is kept in checkpoints, so a resumed run has the
     epochs before its stop.
     """
@@ -42,14 +46,14 @@ class LitLeNet5(L.LightningModule):
         label_smoothing: float = 0.0,
         compile: bool = False,
         adversarial: dict[str, Any] | None = None,
+        per_pattern_updates: bool = False,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = not per_pattern_updates
         self.save_hyperparameters(ignore=["compile"])  # how a run was sped up is not part of its model
         self.net = build_network(model)
-        num_classes = self.net.classifier[-1].out_features
-        self.example_input_array = torch.zeros(
-            1, self.net.features[0].in_channels, self.net.input_size, self.net.input_size
-        )
+        num_classes = self.net.num_classes
+        self.example_input_array = torch.zeros(1, self.net.in_channels, self.net.input_size, self.net.input_size)
         if compile:
             self.net.compile()  # in place: state_dict keys stay those of the plain model
         # Metrics accumulate on the device and are read once per epoch: no per-step host sync.
@@ -82,29 +86,61 @@ class LitLeNet5(L.LightningModule):
             label_smoothing=cfg.get("label_smoothing", 0.0),
             compile=bool(cfg.get("compile", False)),
             adversarial=plain("adversarial"),
+            per_pattern_updates=bool(cfg.get("per_pattern_updates", False)),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
-        x, y = batch
-        logits = self(x)
-        # Label smoothing shapes the training target only: validation and test report the plain cross-entropy.
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
+    def _loss(self, logits: Tensor, y: Tensor, stage: str) -> Tensor:
+        # Cross-entropy, or LeNet1998's MAP criterion (src.models.outputs). Label smoothing shapes the training target
+        # only: validation and test report the plain loss.
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        return outputs.loss(self.net, logits, y, label_smoothing=smoothing)
+
+    def _record(self, logits: Tensor, y: Tensor, loss: Tensor, stage: str) -> None:
         self.metrics[f"{stage}_acc"].update(logits.detach(), y)
         # A device-side weight: a Python number would be copied to the device (a sync) on every step.
         self.metrics[f"{stage}_loss"].update(loss.detach(), weight=torch.full_like(loss, y.shape[0]).detach())
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y, stage)
+        self._record(logits, y, loss, stage)
         return loss, logits
+
+    def _pattern_by_pattern(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """One update per image of the batch, in turn; the batch's metrics read each image's output before its own
+        update, as a batch's do before the batch's update."""
+        x, y = batch
+        optimizer = self.optimizers()
+        losses, logits = [], []
+        for i in range(y.shape[0]):
+            pattern_logits = self(x[i : i + 1])
+            loss = self._loss(pattern_logits, y[i : i + 1], "train")
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            losses.append(loss.detach())
+            logits.append(pattern_logits.detach())
+        loss = torch.stack(losses).mean()
+        self._record(torch.cat(logits), y, loss, "train")
+        return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if (settings := self.hparams.adversarial or {}).get("epsilon", 0) > 0:
             preprocessing = self.trainer.datamodule.preprocessing
             batch = (adversarial_batch(self.net, *batch, preprocessing, settings), batch[1])
-        loss, _ = self._step(batch, "train")
-        # Only on the steps Lightning writes to the loggers (its own rule: every trainer.log_every_n_steps optimizer
-        # steps): each self.log call costs Lightning's bookkeeping even where nothing is written (docs/speed.md).
-        if self.trainer.log_every_n_steps and (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        if self.automatic_optimization:
+            loss, _ = self._step(batch, "train")
+        else:
+            loss = self._pattern_by_pattern(batch)
+        # Only on the steps Lightning writes to the loggers (its own rule: every trainer.log_every_n_steps batches,
+        # each one optimizer step unless per_pattern_updates): each self.log call costs Lightning's bookkeeping even
+        # where nothing is written (docs/speed.md).
+        batches = self.trainer.global_step if self.automatic_optimization else batch_idx
+        if self.trainer.log_every_n_steps and (batches + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss", loss, on_step=True, on_epoch=False)
         return loss
 
@@ -126,6 +162,9 @@ class LitLeNet5(L.LightningModule):
         return values
 
     def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization:  # Lightning steps the schedules itself only when it steps the optimizer
+            for config in self.trainer.lr_scheduler_configs:
+                config.scheduler.step()
         values = self._log_epoch("train")
         self.log("train/acc", values["train/acc"], prog_bar=True)
         self.log("train/loss_epoch", values["train/loss"])
@@ -186,6 +225,11 @@ class LitLeNet5(L.LightningModule):
                         f"resume with the run's own trainer.max_epochs, data.batch_size and trainer.limit_train_batches, "
                         f"or start a new run of the length you want."
                     )
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # SDLM divides by a curvature that must be estimated before each pass: the callback comes with the optimizer.
+        target = (self.hparams.optimizer or {}).get("_target_", "")
+        return [SDLMCurvature()] if target == f"{SDLM.__module__}.{SDLM.__name__}" else []
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(self.parameters())

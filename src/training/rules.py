@@ -14,10 +14,10 @@ from pathlib import Path
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from src.core.settings import Check, Rule, accelerator_check, check, flag, integer, is_int, is_number
-from src.data.augment import AUGMENT_RULES, mirrored_digits
+from src.core.settings import Check, Rule, accelerator_check, check, choice, flag, integer, is_int, is_number
+from src.data.augment import AUGMENT_RULES, classic_distortions, mirrored_digits
 from src.data.datamodule import DATA_RULES
-from src.models.lenet5 import NETWORK_RULES, network_shape_problems
+from src.models.networks import network_problems
 from src.training.adversarial import ADVERSARIAL_RULES
 from src.training.callbacks.diagnostics import DIAGNOSTICS_RULES
 from src.training.callbacks.tensorboard import TENSORBOARD_RULES
@@ -31,6 +31,9 @@ TRAINING_RULES = [
         lambda v: len(v) == 2 and all(is_number(b) and 0 <= b < 1 for b in v),
         "must be two numbers in [0, 1)",
     ),
+    Rule("optimizer.mu", lambda v: is_number(v) and v > 0, "must be a number > 0 (SDLM's margin; the paper: 0.02)"),
+    integer("optimizer.curvature_patterns", 1, note="training patterns per curvature estimate; the paper: 500"),
+    choice("optimizer.curvature", ("backprop", "gauss_newton")),
     integer("trainer.max_epochs", 0),
     Rule("trainer.gradient_clip_val", lambda v: v is None or (is_number(v) and v > 0), "must be null or a number > 0"),
     integer("seed"),
@@ -41,6 +44,7 @@ TRAINING_RULES = [
     integer("lr_find.num_training", 2),
     Rule("torch_threads", lambda v: v is None or (is_int(v) and v > 0), "must be null or an integer > 0"),
     flag("reuse_cpu_memory"),
+    flag("per_pattern_updates"),
     Rule("ckpt_path", lambda v: v is None or Path(v).is_file(), "no such checkpoint file"),
 ]
 SCHEDULER_OPTIONS = ("interval", "monitor")  # read by the LightningModule, not passed to the scheduler
@@ -50,7 +54,6 @@ def check_training_config(cfg: DictConfig, rules: Iterable[Rule] = (), *checks: 
     """Every rule and check of a training config (``src.train``, and the parts that ``src.summary`` and ``src.eval``
     compose), with a command's own ``rules`` and ``checks``; one ``ConfigError`` listing all the problems."""
     groups = [
-        *NETWORK_RULES,
         *DATA_RULES,
         *AUGMENT_RULES,
         *TRAINING_RULES,
@@ -62,10 +65,15 @@ def check_training_config(cfg: DictConfig, rules: Iterable[Rule] = (), *checks: 
         cfg,
         [*groups, *rules],
         *checks,
-        network_shape_problems,
+        network_problems,
         mirrored_digits,
+        classic_distortions,
         learning_rate_range,
         finder_on_a_resumed_run,
+        no_choice_on_the_test_set,
+        per_pattern_limits,
+        momentum_to_cycle,
+        normalisation_given_twice,
         accelerator_check("trainer.accelerator"),
         unknown_arguments,
     )
@@ -89,6 +97,56 @@ def finder_on_a_resumed_run(cfg: DictConfig) -> list[str]:
         for key in ("resume", "ckpt_path")
         if (value := OmegaConf.select(cfg, key)) is not None
     ]
+
+
+def no_choice_on_the_test_set(cfg: DictConfig) -> list[str]:
+    """data.val_size=0 validates on the test set: a checkpoint chosen by it would be chosen on the test set."""
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor", default=None)
+    if OmegaConf.select(cfg, "data.val_size") == 0 and monitor is not None:
+        return [
+            f"data.val_size=0 with callbacks.model_checkpoint.monitor={monitor!r}: without a validation split the "
+            f"validation loop reads the test set, and the tested checkpoint would be chosen on it; add "
+            f"callbacks.model_checkpoint.monitor=null (the last epoch is tested) or keep a validation split"
+        ]
+    return []
+
+
+def per_pattern_limits(cfg: DictConfig) -> list[str]:
+    """Per-pattern updates step the optimizer inside the training step (Lightning's manual optimization): Lightning
+    then neither clips gradients nor steps a schedule per batch or by a monitored metric."""
+    if OmegaConf.select(cfg, "per_pattern_updates") is not True:
+        return []
+    problems = []
+    if OmegaConf.select(cfg, "trainer.gradient_clip_val") is not None:
+        clip = OmegaConf.select(cfg, "trainer.gradient_clip_val")
+        problems.append(f"trainer.gradient_clip_val={clip} with per_pattern_updates=true: not applied; set it to null")
+    scheduler = OmegaConf.select(cfg, "scheduler") or {}
+    if scheduler and (scheduler.get("interval", "epoch") != "epoch" or scheduler.get("monitor")):
+        problems.append(
+            f"scheduler._target_={scheduler.get('_target_')} (interval {scheduler.get('interval', 'epoch')}, monitor "
+            f"{scheduler.get('monitor')}) with per_pattern_updates=true: only a schedule stepped once per epoch "
+            f"without a monitored metric is stepped (scheduler=step, cosine, lecun1998 or none)"
+        )
+    return problems
+
+
+def momentum_to_cycle(cfg: DictConfig) -> list[str]:
+    """One-cycle also cycles the optimizer's momentum unless told not to: an optimizer without one (SDLM) fails."""
+    scheduler, optimizer = OmegaConf.select(cfg, "scheduler") or {}, OmegaConf.select(cfg, "optimizer") or {}
+    cycles = str(scheduler.get("_target_", "")).endswith("OneCycleLR") and scheduler.get("cycle_momentum", True)
+    if cycles and "momentum" not in optimizer and "betas" not in optimizer:
+        return [
+            f"scheduler=onecycle with optimizer._target_={optimizer.get('_target_')}: one-cycle cycles the momentum, "
+            f"which this optimizer has none of; choose scheduler=lecun1998, step, cosine or none, or add "
+            f"+scheduler.cycle_momentum=false"
+        ]
+    return []
+
+
+def normalisation_given_twice(cfg: DictConfig) -> list[str]:
+    if OmegaConf.select(cfg, "data.pixel_range") is not None and OmegaConf.select(cfg, "data.normalize") is False:
+        return ["data.pixel_range and data.normalize=false: two normalisations; drop one of them"]
+    return []
 
 
 def unknown_arguments(cfg: DictConfig) -> list[str]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from src.models import outputs
 
 
 def _input_gradient(model: nn.Module, x: Tensor, labels: Tensor) -> Tensor:
     x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), labels, reduction="sum")  # sum: each image's gradient is its own
+    loss = outputs.loss(model, model(x), labels, reduction="sum")  # sum: each image's gradient is its own
     (grad,) = torch.autograd.grad(loss, x)
     return grad
 
@@ -66,7 +67,7 @@ def pgd(
         fooled[active[wrong]] = True
         if bool(done.all()):
             break
-        (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels[active], reduction="sum"), x)
+        (grad,) = torch.autograd.grad(outputs.loss(model, logits, labels[active], reduction="sum"), x)
         keep = ~done
         active, origin = active[keep], images[active[keep]]
         x = x.detach()[keep] + step_size * grad[keep].sign()

@@ -22,6 +22,7 @@ from torch import Tensor
 from src.core.plots import save
 from src.core.settings import as_list
 from src.data.datasets import first_of_each_class
+from src.models.outputs import with_rubbish
 from src.models.stages import feature_stages
 from src.training.adversarial import PixelModel, pgd_step_size
 from src.training.checkpoints import LoadedCheckpoint
@@ -37,6 +38,7 @@ from src.trust.calibration import (
 from src.trust.corruptions import corrupt, corruptions_for, official_corruption
 
 log = logging.getLogger(__name__)
+MAPPED = ("C3", "C1")  # LeNet1998's conv stages whose maps are larger than 1x1
 Split = tuple[Tensor, Tensor]  # ([0, 1] images (N, 1, 28, 28), labels (N,)) on the device
 TB_EPSILON_STEP = 100  # TensorBoard's step for an attack scalar: epsilon in hundredths (0.3 -> 30)
 CHECKS = ("calibration", "corruptions", "attacks", "attributions")
@@ -79,9 +81,10 @@ def check_calibration(
     model: PixelModel, val: Split, test: Split, cfg: DictConfig, out: Path, writer: Any
 ) -> dict[str, Any]:
     """ECE and NLL on the test set; the temperature fitted on the validation split (never the test set) and the
-    same figures after dividing the logits by it."""
+    same figures after dividing the logits by it. LeNet1998's logits carry its rubbish class as a last column: its
+    confidences are the model's own probabilities, and its NLL is its MAP criterion."""
     bins = cfg.calibration.bins
-    val_logits, test_logits = logits_of(model, val[0], cfg.batch_size), logits_of(model, test[0], cfg.batch_size)
+    val_logits, test_logits = (with_rubbish(model, logits_of(model, split[0], cfg.batch_size)) for split in (val, test))
     temperature = fit_temperature(val_logits, val[1])
     scaled = test_logits / temperature
     result = {
@@ -213,8 +216,11 @@ def check_attributions(
     images, labels = test
     picked = first_of_each_class(labels.cpu(), range(len(classes)), cfg.attributions.images)
     x, y = images[picked], labels[picked]
-    # Grad-CAM on the last conv stage's activation (conv2 in the classic network): the most class-specific maps
-    layer, last_conv = next((name, module) for name, module in reversed(feature_stages(net)) if name.startswith("conv"))
+    # Grad-CAM on the last conv stage's activation with maps (conv2 in the classic network, C3 in LeNet1998, whose
+    # C5 maps are 1x1): the most class-specific maps
+    layer, last_conv = next(
+        (name, module) for name, module in reversed(feature_stages(net)) if name.startswith("conv") or name in MAPPED
+    )
     methods = list(dict.fromkeys(as_list(cfg.attributions.methods)))
     result = attribute(model, last_conv, x, methods, steps=cfg.attributions.steps)
     maps = {name: normalised(m) for name, m in result["maps"].items()}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from src.core import runs
 from src.core.errors import CheckpointError
 from src.data.datamodule import MNISTDataModule
 from src.training.checkpoints import LoadedCheckpoint
+
+log = logging.getLogger(__name__)
 
 USAGE = "python -m src.trust ckpt_path=outputs/train/runs/<date>/<time>/checkpoints/last.ckpt"
 
@@ -57,12 +60,23 @@ def splits(
     loaded: LoadedCheckpoint, data_cfg: DictConfig, device: torch.device, limit: int | None
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """The checkpoint's validation split (as it was trained with: val_size and split_seed from the checkpoint) and
-    the test set (the first ``limit`` images), as unpadded [0, 1] pixels on ``device``."""
+    the test set (the first ``limit`` images), as unpadded [0, 1] pixels on ``device``. A checkpoint trained on all
+    60,000 images (``data.val_size=0``, whose validation loop read the test set) gets ``data.val_size`` training
+    images instead, never the test set: images it was trained on, which the log says."""
     trained = loaded.data_hparams
+    val_size = int(trained.get("val_size", data_cfg.val_size))
+    if val_size == 0:
+        val_size = int(data_cfg.val_size)
+        log.warning(
+            "%s trained on every training image (data.val_size=0): its validation split here is %d of those training "
+            "images (the temperature is fit on them), never the test set",
+            loaded.path,
+            val_size,
+        )
     datamodule = MNISTDataModule(
         dataset=loaded.dataset,
         data_dir=str(data_cfg.data_dir),
-        val_size=int(trained.get("val_size", data_cfg.val_size)),
+        val_size=val_size,
         split_seed=int(trained.get("split_seed", data_cfg.split_seed)),
         pad=0,
         normalize=False,  # raw pixels: the report's PixelModel applies the checkpoint's own preprocessing

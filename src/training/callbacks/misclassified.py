@@ -10,6 +10,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from src.models.outputs import loss as network_loss
+
 
 @dataclass(frozen=True)
 class Misclassified:
@@ -41,7 +43,7 @@ class WorstMisclassified(L.Callback):
         x, y = batch
         logits = outputs["logits"]
         pred = logits.argmax(1)
-        loss = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        loss = network_loss(pl_module.net, logits, y, reduction="none")
         # keep only this batch's worst few (right ones score -1): the images needed at the end stay small
         top = torch.topk(torch.where(pred != y, loss, -1.0), min(self.keep, len(y)))
         self._wrong.append((top.values, x[top.indices], y[top.indices], pred[top.indices]))
