@@ -23,10 +23,13 @@ from torchvision.datasets import MNIST, FashionMNIST
 
 from src.core.plots import feature_maps_figure, filter_grid, filter_mosaic
 from src.models import build_network
-from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
+from src.models.lenet1998 import LeNet1998, SparseConv, Subsampling
+from src.models.stages import conv_layers, conv_weight, feature_stages, hidden_stages, run_network
 from src.training.checkpoints import load_checkpoint
+from src.visualize.__main__ import draw_paper_layers
+from src.visualize.paper_layers import connected, sparse_convs, subsampling_figure, subsampling_layers, table_1_figure
 from src.visualize.projector import EMBEDDING_TAG, METADATA_HEADER, embedding_indices
-from tests.conftest import TrainedRun
+from tests.conftest import TrainedRun, train
 from tests.helpers import TensorBoardServer, read_scalars, run_module
 from tests.test_inference import assert_clean_failure
 
@@ -38,6 +41,16 @@ CLASSIC_SHAPES = [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5)]
 def runs(mnist_run: TrainedRun, fashion_run: TrainedRun) -> dict[str, Path]:
     """The session's trained runs, by data set: {data set: run folder}."""
     return {"mnist": mnist_run.run, "fashion_mnist": fashion_run.run}
+
+
+@pytest.fixture(scope="module")
+def lenet1998_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """LeCun et al.'s (1998) network (C3 wired by Table I, trainable S2 and S4) trained for 20 batches of real MNIST:
+    its run folder."""
+    folder = tmp_path_factory.mktemp("lenet1998")
+    overrides = ["trainer.limit_train_batches=20", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+    train(folder, "experiment=lecun1998", "trainer.max_epochs=1", "torch_threads=1", *overrides)
+    return folder
 
 
 def checkpoint(run: Path) -> Path:
@@ -384,6 +397,126 @@ def test_bad_checkpoints_and_images_get_the_same_errors_as_src_predict(runs: dic
         assert error_message(visual) == error_message(predict), case
     assert "shows nothing" in error_message(jobs["blank image", "src.visualize"].result())
     assert "not an image" in error_message(jobs["not an image", "src.visualize"].result())
+
+
+# -- LeCun et al.'s (1998) own layers: Table I and the sub-sampling coefficients ---------------------------------------
+def table_cells(fig) -> np.ndarray:
+    """The filled cells of a Table I picture, (input maps, output maps): where its image is not masked out."""
+    (image,) = kernel_axes(fig)[0].images
+    return ~np.ma.getmaskarray(image.get_array())
+
+
+def test_table_1_is_drawn_from_the_modules_own_connections():
+    conv = LeNet1998().features.C3
+    fig = table_1_figure(conv)
+    try:
+        cells = table_cells(fig)
+        expected = np.zeros((6, 16), dtype=bool)  # rows: S2's maps, columns: C3's, as in the paper
+        for out, inputs in enumerate(conv.connections):
+            expected[list(inputs), out] = True
+        assert cells.shape == (6, 16) and np.array_equal(cells, expected)
+        # Table I's 60 connections: six C3 maps fed by 3 S2 maps, six by 4, three by 4 more, the last by all 6
+        assert cells.sum() == 60 and cells.sum(axis=0).tolist() == [3] * 6 + [4] * 6 + [4] * 3 + [6]
+        # each connected cell coloured by its trained kernel's norm
+        norms = conv.dense_weight().detach().flatten(2).norm(dim=2).T.numpy()
+        assert np.allclose(kernel_axes(fig)[0].images[0].get_array()[cells], norms[cells])
+        assert "Table I of LeCun et al. (1998)" in fig._suptitle.get_text()
+        assert [t.get_text() for t in kernel_axes(fig)[0].get_xticklabels()] == [str(m) for m in range(16)]
+        assert [t.get_text() for t in kernel_axes(fig)[0].get_yticklabels()] == [str(m) for m in range(6)]
+    finally:
+        plt.close(fig)
+    # another wiring is drawn as that module has it: the picture reads the module, not a copy of the table
+    other = SparseConv([(5,), (0, 2), (1, 3, 4)], in_channels=6)
+    nn.init.normal_(other.weight)
+    fig = table_1_figure(other)
+    try:
+        assert np.argwhere(table_cells(fig)).tolist() == [[0, 1], [1, 2], [2, 1], [3, 2], [4, 2], [5, 0]]
+    finally:
+        plt.close(fig)
+
+
+def test_the_ablations_of_c3_and_subsampling_get_neither_picture(tmp_path: Path):
+    net = LeNet1998(c3="full", subsampling="average")
+    drawn = []
+    summary = draw_paper_layers(lambda fig, tag, path: drawn.append(path), net, tmp_path)
+    assert drawn == [] and summary == {"table_1": None, "subsampling": None}
+    assert sparse_convs(net) == [] and subsampling_layers(net) == []
+    assert [name for name, conv in conv_layers(net) if connected(conv) is not None] == []  # C3's every kernel shown
+
+
+def test_subsampling_shows_each_maps_trained_coefficient_and_bias(lenet1998_run: Path):
+    net = load_checkpoint(checkpoint(lenet1998_run)).net
+    layers = subsampling_layers(net)
+    assert [(name, len(layer.weight)) for name, layer in layers] == [("S2", 6), ("S4", 16)]
+    assert all(isinstance(layer, Subsampling) for _, layer in layers)
+    fig = subsampling_figure(layers)
+    try:
+        axes = [ax for ax in fig.axes if ax.patches]
+        assert len(axes) == 4  # S2's coefficients and biases, then S4's
+        for ax, (name, values) in zip(axes, [(name, v) for name, layer in layers for v in (layer.weight, layer.bias)]):
+            heights = [bar.get_height() for bar in ax.patches]
+            assert heights == pytest.approx(values.detach().tolist(), abs=1e-6)
+            assert [t.get_text() for t in ax.get_xticklabels()] == [str(m) for m in range(len(values))]
+            assert ax.get_xlabel() == f"{name} map"
+    finally:
+        plt.close(fig)
+
+
+def test_lenet1998_filter_grids_leave_table_1s_unconnected_kernels_blank(lenet1998_run: Path):
+    net = load_checkpoint(checkpoint(lenet1998_run)).net
+    layers = dict(conv_layers(net))
+    assert list(layers) == ["C1", "C3", "C5"]
+    c3 = layers["C3"]
+    fig = filter_grid(conv_weight(c3), "C3", connected(c3))
+    try:
+        axes = kernel_axes(fig)
+        assert len(axes) == 60  # Table I's kernels only, row by row as the dense weight holds them
+        wired = [(o, i) for o in range(16) for i in range(6) if i in c3.connections[o]]
+        dense = c3.dense_weight().detach()
+        assert np.allclose(np.stack([ax.images[0].get_array() for ax in axes]), np.stack([dense[k] for k in wired]))
+        assert "60 of 96 kernels connected" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+    c5 = conv_weight(layers["C5"]).detach()
+    fig = filter_grid(c5, "C5")  # 120 x 16 kernels: one mosaic image, filter_mosaic's
+    try:
+        (ax,) = kernel_axes(fig)
+        assert np.array_equal(ax.images[0].get_array(), filter_mosaic(c5, 10, 2)[0])
+        assert "120 filters of 16x5x5" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+
+
+def test_a_lenet1998_checkpoint_gets_table_1_and_its_subsampling_coefficients(lenet1998_run: Path, tmp_path: Path):
+    out, result = visualize(
+        f"ckpt_path={checkpoint(lenet1998_run)}",
+        "classes=[3]",
+        "images=1",
+        "tensorboard=true",
+        "embedding.samples=0",
+        log_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pictures = ["filters_C1.png", "filters_C3.png", "filters_C5.png", "table_1.png", "subsampling.png"]
+    for name in pictures:
+        with Image.open(out / name) as img:
+            assert img.format == "PNG" and min(img.size) > 150, name
+    assert "table_1.png: Table I, which input maps feed each of C3's maps (60 connections)" in result.stdout
+    assert "subsampling.png: the trained coefficient and bias of each map of S2 (6 maps) and S4 (16 maps)" in (
+        result.stdout
+    )
+    images = set(read_scalars(out).Tags()["images"])
+    assert {"filters/C1", "filters/C3", "filters/C5", "table_1", "subsampling"} <= images
+
+
+def test_a_lenet5_checkpoint_gets_neither_table_1_nor_subsampling(runs: dict[str, Path], tmp_path: Path):
+    out, result = visualize(
+        f"ckpt_path={checkpoint(runs['mnist'])}", "classes=[3]", "images=1", "embedding.samples=0", log_dir=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "filters_conv1.png").is_file() and (out / "filters_conv2.png").is_file()
+    assert not (out / "table_1.png").exists() and not (out / "subsampling.png").exists()
+    assert "table_1.png" not in result.stdout and "subsampling.png" not in result.stdout
 
 
 # -- the callback ------------------------------------------------------------------------------------------------------

@@ -101,20 +101,34 @@ def save(fig: Figure, path: Any) -> None:
     plt.close(fig)
 
 
-def filter_grid(weight: torch.Tensor, title: str) -> Figure:
+# Above this many kernels (LeNet1998's C5) one subplot per kernel is slow to draw and the picture too tall to read:
+# the layer is drawn as one mosaic image instead, in the same layout and colours.
+MOSAIC_ABOVE = 400
+
+
+def filter_grid(weight: torch.Tensor, title: str, connected: torch.Tensor | None = None) -> Figure:
     """A conv layer's kernels (out, in, kh, kw): one row per filter and one column per input channel (a first layer,
     with one input channel, in rows of up to 8). All kernels share one colour scale, symmetric about zero: white is
     0, red positive, blue negative, so a kernel's sign pattern and its strength read at a glance and compare across
-    the layer."""
+    the layer. ``connected`` (out, in), for a layer whose filters see only some input maps (LeNet1998's C3): the
+    kernels it marks False are left blank, not drawn as white (a weight of zero). A layer of more
+    than ``MOSAIC_ABOVE`` kernels is one image, ``filter_mosaic``'s."""
     weight = weight.detach().float().cpu()
     out_channels, in_channels, kh, kw = weight.shape
+    if out_channels * in_channels > MOSAIC_ABOVE:
+        return _filter_mosaic_figure(weight, title, connected)
     if in_channels == 1:
         columns = min(out_channels, 8)
         rows = math.ceil(out_channels / columns)
         kernels = [(i // columns, i % columns, weight[i, 0], f"#{i + 1}") for i in range(out_channels)]
     else:
         rows, columns = out_channels, in_channels
-        kernels = [(o, i, weight[o, i], "") for o in range(out_channels) for i in range(in_channels)]
+        kernels = [
+            (o, i, weight[o, i], "")
+            for o in range(out_channels)
+            for i in range(in_channels)
+            if connected is None or connected[o, i]
+        ]
     limit = float(weight.abs().max()) or 1.0
     cell = 0.42 if rows * columns > 48 else 0.8  # inches per kernel: a 16x6 layer fits a page, 6 kernels stay large
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 + cell * columns, 0.9 + cell * rows), squeeze=False)
@@ -122,6 +136,7 @@ def filter_grid(weight: torch.Tensor, title: str) -> Figure:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_frame_on(False)
+        ax.set(xlim=(-0.5, kw - 0.5), ylim=(kh - 0.5, -0.5), aspect="equal")  # a blank cell sized as a kernel's
     shown = None
     for row, column, kernel, label in kernels:
         ax = axes[row, column]
@@ -134,17 +149,51 @@ def filter_grid(weight: torch.Tensor, title: str) -> Figure:
             axes[o, 0].set_ylabel(f"#{o + 1}", fontsize=6, rotation=0, ha="right", va="center")
         for i in range(in_channels):
             axes[0, i].set_title(f"in {i + 1}", fontsize=6)
-    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.05, pad=0.03, ticks=[-limit, 0.0, limit])
-    bar.ax.set_yticklabels([f"{-limit:.2f}", "0", f"{limit:.2f}"], fontsize=7)
-    fig.suptitle(f"{title}: {out_channels} filters of {in_channels}x{kh}x{kw} (white = 0)", fontsize=9)
+    _filter_colorbar(fig, shown, axes.ravel().tolist(), limit)
+    fig.suptitle(_filter_title(title, weight, connected), fontsize=9)
     return fig
 
 
-def filter_mosaic(weight: torch.Tensor, pixels_per_kernel: int = 60, gap: int = 4) -> tuple[np.ndarray, float]:
+def _filter_title(title: str, weight: torch.Tensor, connected: torch.Tensor | None) -> str:
+    out_channels, in_channels, kh, kw = weight.shape
+    kept = "" if connected is None else f"\n{int(connected.sum())} of {out_channels * in_channels} kernels connected"
+    return f"{title}: {out_channels} filters of {in_channels}x{kh}x{kw} (white = 0){kept}"
+
+
+def _filter_colorbar(fig: Figure, shown: Any, axes: Any, limit: float) -> None:
+    bar = fig.colorbar(shown, ax=axes, fraction=0.05, pad=0.03, ticks=[-limit, 0.0, limit])
+    bar.ax.set_yticklabels([f"{-limit:.2f}", "0", f"{limit:.2f}"], fontsize=7)
+
+
+def _filter_mosaic_figure(weight: torch.Tensor, title: str, connected: torch.Tensor | None) -> Figure:
+    out_channels, in_channels = weight.shape[:2]
+    pixels, gap = 10, 2
+    image, limit = filter_mosaic(weight, pixels, gap, connected)
+    height, width = image.shape[:2]
+    fig, ax = plt.subplots(figsize=(2.2 + width / 100, 1.2 + height / 100), layout="constrained")
+    ax.imshow(image, interpolation="nearest")
+    step = pixels + gap
+    centre = gap + pixels / 2 - 0.5  # the first kernel's middle pixel
+    rows = [o for o in range(out_channels) if o == 0 or (o + 1) % 10 == 0]  # every tenth filter named
+    ax.set_yticks([centre + o * step for o in rows], [f"#{o + 1}" for o in rows], fontsize=6)
+    ax.set_xticks([centre + i * step for i in range(in_channels)], [f"{i + 1}" for i in range(in_channels)], fontsize=5)
+    ax.set_xlabel("input map", fontsize=7)
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    scale = plt.cm.ScalarMappable(cmap="RdBu_r", norm=matplotlib.colors.Normalize(-limit, limit))
+    _filter_colorbar(fig, scale, ax, limit)
+    fig.suptitle(_filter_title(title, weight, connected), fontsize=9)
+    return fig
+
+
+def filter_mosaic(
+    weight: torch.Tensor, pixels_per_kernel: int = 60, gap: int = 4, connected: torch.Tensor | None = None
+) -> tuple[np.ndarray, float]:
     """``filter_grid``'s layout and colours as a plain RGB image (H, W, 3) uint8, without a figure: each kernel enlarged
-    to about ``pixels_per_kernel`` pixels, kernels apart by grey gaps (white is 0). Far cheaper than a matplotlib
-    figure, so it can be logged every epoch (its cost: docs/visualize.md). Also returns the scale's limit
-    (the largest absolute weight, drawn full red or blue), which a picture without a colour bar cannot show."""
+    to about ``pixels_per_kernel`` pixels, kernels apart by grey gaps (white is 0; a kernel that ``connected`` marks
+    False is left grey like the gaps). Far cheaper than a matplotlib figure, so it can be logged every epoch (its cost:
+    docs/visualize.md). Also returns the scale's limit (the largest absolute weight, drawn full red or blue), which a
+    picture without a colour bar cannot show."""
     weight = weight.detach().float().cpu()
     out_channels, in_channels, kh, kw = weight.shape
     if in_channels == 1:
@@ -153,7 +202,12 @@ def filter_mosaic(weight: torch.Tensor, pixels_per_kernel: int = 60, gap: int = 
         cells = [(i // columns, i % columns, weight[i, 0]) for i in range(out_channels)]
     else:
         rows, columns = out_channels, in_channels
-        cells = [(o, i, weight[o, i]) for o in range(out_channels) for i in range(in_channels)]
+        cells = [
+            (o, i, weight[o, i])
+            for o in range(out_channels)
+            for i in range(in_channels)
+            if connected is None or connected[o, i]
+        ]
     limit = float(weight.abs().max()) or 1.0
     scale = max(1, pixels_per_kernel // max(kh, kw))
     height, width = kh * scale, kw * scale

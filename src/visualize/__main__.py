@@ -2,10 +2,15 @@
 (or ``inputs=my_digits/`` for your own images).
 
 Writes into its run folder (outputs/visualize/<date>/<time>_<pid>):
-- ``filters_conv1.png``, ``filters_conv2.png``: the learned kernels of each conv layer, one colour scale per layer
-  with white at zero;
+- ``filters_<layer>.png`` (``filters_conv1.png``, ``filters_conv2.png``; LeNet1998: ``filters_C1.png``,
+  ``filters_C3.png``, ``filters_C5.png``): the learned kernels of each conv layer, one colour scale per layer with
+  white at zero (C3's kernels that Table I does not connect left blank);
+- ``table_1.png`` (LeNet1998 with its sparse C3): Table I, which S2 maps feed each C3 map, read from the trained C3
+  itself, each connection coloured by its kernel's norm;
+- ``subsampling.png`` (LeNet1998 with trainable S2 and S4): each map's trained coefficient and bias;
 - ``feature_maps/<n>_<image>.png``: per chosen image, its feature maps after each stage of ``net.features``
-  (conv + activation, pooling, conv + activation, pooling), in the network's order, each stage titled with its shape;
+  (conv + activation, pooling, conv + activation, pooling; LeNet1998: C1, S2, C3, S4, C5), in the network's order,
+  each stage titled with its shape;
 - ``images.csv``: the chosen images, their true class (test images), the model's prediction and its probability, and
   each image's mean activation after every stage (the hidden layers' too);
 - ``class_similarity.csv`` (test images of two or more classes): per stage, the correlation of each pair of classes'
@@ -33,10 +38,17 @@ from src.core.plots import feature_maps_figure, filter_grid, save
 from src.core.settings import Rule, as_list, check, flag, integer, is_int, required
 from src.data.datasets import class_indices
 from src.data.images import list_images, prepare_image
-from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
+from src.models.stages import conv_layers, conv_weight, feature_stages, hidden_stages, run_network
 from src.training.checkpoints import LoadedCheckpoint, load_checkpoint
 from src.visualize.activations import class_similarity, mean_activations
 from src.visualize.chosen_images import Chosen, choose_inputs, choose_test_images
+from src.visualize.paper_layers import (
+    connected,
+    sparse_convs,
+    subsampling_figure,
+    subsampling_layers,
+    table_1_figure,
+)
 from src.visualize.projector import embedding_indices, write_embedding
 
 USAGE = "python -m src.visualize ckpt_path=<checkpoint> [classes=[Pullover,Coat]] [images=8] [inputs=my_digits/]"
@@ -84,8 +96,9 @@ def visualize(cfg: DictConfig) -> dict[str, Any]:
         save(fig, path)
 
     for name, conv in conv_layers(loaded.net):
-        emit(filter_grid(conv.weight, name), f"filters/{name}", out / f"filters_{name}.png")
+        emit(filter_grid(conv_weight(conv), name, connected(conv)), f"filters/{name}", out / f"filters_{name}.png")
     summary = draw_feature_maps(emit, loaded, chosen, out)
+    summary.update(draw_paper_layers(emit, loaded.net, out))
     if embed:
         indices = embedding_indices(len(test[1]), cfg.embedding.samples, cfg.embedding.seed)
         summary["embedding"] = write_embedding(writer, loaded.net, *test, loaded.classes, loaded.preprocessing, indices)
@@ -153,6 +166,27 @@ def draw_feature_maps(emit: Emit, loaded: LoadedCheckpoint, chosen: Chosen, out:
     }
 
 
+def draw_paper_layers(emit: Emit, net: torch.nn.Module, out: Path) -> dict[str, Any]:
+    """LeNet1998's own pictures: ``table_1.png`` where C3 is sparse, ``subsampling.png`` where S2 and S4 are
+    trainable; each summary entry is None where the network has no such layer (nothing is written)."""
+    summary: dict[str, Any] = {"table_1": None, "subsampling": None}
+    if sparse := sparse_convs(net):
+        name, conv = sparse[0]
+        emit(table_1_figure(conv, name), "table_1", out / "table_1.png")
+        summary["table_1"] = {
+            "file": "table_1.png",
+            "layer": name,
+            "connections": [list(inputs) for inputs in conv.connections],
+        }
+    if layers := subsampling_layers(net):
+        emit(subsampling_figure(layers), "subsampling", out / "subsampling.png")
+        summary["subsampling"] = {
+            "file": "subsampling.png",
+            "layers": {n: {"coefficient": m.weight.tolist(), "bias": m.bias.tolist()} for n, m in layers},
+        }
+    return summary
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -167,8 +201,14 @@ def print_summary(
     if as_list(cfg.classes):  # the names as the data set spells them, whatever the user typed (sweater: Pullover)
         print(f"  classes: {', '.join(loaded.classes[i] for i in wanted)}")
     for name, conv in conv_layers(loaded.net):
-        shape = "x".join(map(str, conv.weight.shape[1:]))
+        shape = "x".join(map(str, conv_weight(conv).shape[1:]))
         print(f"  filters_{name}.png: {name}'s {conv.out_channels} filters of {shape}")
+    if (table := summary["table_1"]) is not None:
+        count = sum(map(len, table["connections"]))
+        print(f"  table_1.png: Table I, which input maps feed each of {table['layer']}'s maps ({count} connections)")
+    if (sub := summary["subsampling"]) is not None:
+        layers = " and ".join(f"{n} ({len(v['coefficient'])} maps)" for n, v in sub["layers"].items())
+        print(f"  subsampling.png: the trained coefficient and bias of each map of {layers}")
     maps = ", ".join(f"{s} ({'x'.join(map(str, shape))})" for s, shape in summary["stage_shapes"].items())
     print(f"  feature_maps/: {summary['images']} image(s), maps after {maps}")
     if summary["similarity"]:
