@@ -1,5 +1,6 @@
 """``python -m src.demo``: a real uvicorn server on 127.0.0.1 serving a checkpoint trained on real MNIST, asked as its
-page asks (the JSON API of docs/demo.md), refusing bad input and going on serving, and the command's own checks.
+page asks (the JSON API of docs/demo.md), refusing bad input and going on serving, and the command's own checks; and
+a LeNet1998 checkpoint's answers, which show F6 beside the RBF layer's bitmaps with each class's distance.
 The page itself, in a real Chromium, is tests/test_demo_page.py."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from src.data.images import prepare_image
+from src.models.lenet1998 import TABLE_I
 from src.training.checkpoints import load_checkpoint
 from tests.conftest import TrainedRun
 from tests.helpers import TINY, CodePayload, DemoServer, canvas_png, compose_config, run_module, tiny_png_claiming
@@ -39,6 +41,13 @@ STAGES = [
 def server(mnist_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> DemoServer:
     folder = tmp_path_factory.mktemp("demo")
     with DemoServer(f"ckpt_path={mnist_run.ckpt}", "port=0", f"hydra.run.dir={folder}") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def lecun1998_server(lecun1998_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> DemoServer:
+    folder = tmp_path_factory.mktemp("demo1998")
+    with DemoServer(f"ckpt_path={lecun1998_run.ckpt}", "port=0", f"hydra.run.dir={folder}") as running:
         yield running
 
 
@@ -193,6 +202,63 @@ def test_the_page_and_its_files_are_served_with_the_security_headers(server: Dem
     for path in ["/", "/static/app.js", "/static/style.css"]:
         text = ask(server, "GET", path)[1].decode()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+
+
+# -- LeNet1998: F6 beside the ten bitmaps, and the paper's probabilities -------------------------------------------
+def test_a_lenet1998_answer_shows_f6_the_bitmaps_and_each_class_distance(
+    lecun1998_server: DemoServer, lecun1998_run: TrainedRun, mnist_test: MNIST
+):
+    """The bitmaps are the RBF layer's own ``centers``; each answer's F6 is the network's (computed here layer by
+    layer), its ten distances the squared distances from that F6 to each bitmap, its probabilities
+    p_i = e^{-y_i} / (e^{-j} + sum_k e^{-y_k}) with the checkpoint's j, and the nearest bitmap the prediction."""
+    loaded = load_checkpoint(lecun1998_run.ckpt)
+    net = loaded.net.eval()
+    centers = net.classifier.output.centers.double().numpy()  # (10, 84): the ten bitmaps, row by row
+    j = float(loaded.model["rubbish_penalty"])
+    assert j == -net.rubbish_logit == 10.0
+
+    status, model, _ = ask(lecun1998_server, "GET", "/api/model")
+    assert status == 200
+    rbf = model["rbf"]
+    assert (rbf["width"], rbf["height"]) == (7, 12) and rbf["rubbish_penalty"] == j
+    assert rbf["limit"] == pytest.approx(1.7159)
+    assert np.array_equal(np.array(rbf["bitmaps"]), centers.reshape(10, 12, 7))
+    assert [(s["name"], s["shape"]) for s in model["stages"]] == [
+        ("C1", [6, 28, 28]), ("S2", [6, 14, 14]), ("C3", [16, 10, 10]), ("S4", [16, 5, 5]), ("C5", [120]), ("F6", [84])
+    ]  # fmt: skip
+    c3 = next(s for s in model["stages"] if s["name"] == "C3")
+    assert c3["inputs"] == [list(c) for c in TABLE_I]
+    c1 = net.features.C1.weight.detach().numpy()
+    assert model["filters"]["layer"] == "C1" and decode(model["filters"]).shape == (6, 1, 5, 5)
+    assert np.abs(dequantised(model["filters"]) - c1).max() <= np.abs(c1).max() / 255 + 1e-6
+
+    images, _ = loaded.test_split(compose_config().paths.data_dir, 20)
+    with torch.no_grad():
+        f6_here = net.classifier.F6_f(net.classifier.F6(net.features(images))).double().numpy()
+    for index in range(20):
+        status, answer, _ = ask(lecun1998_server, "POST", "/api/predict", {"pixels": mnist_test.data[index].tolist()})
+        assert status == 200, answer
+        f6 = np.array(answer["rbf"]["f6"], dtype=np.float64)
+        assert f6.shape == (12, 7)
+        assert np.abs(f6.ravel() - f6_here[index]).max() < 1e-5
+        y = np.array(answer["rbf"]["distances"])
+        assert y.shape == (10,)
+        assert y == pytest.approx(((f6.reshape(1, 84) - centers) ** 2).sum(axis=1), rel=1e-5, abs=1e-3)
+        p = np.exp(-y) / (np.exp(-j) + np.exp(-y).sum())
+        assert answer["probabilities"] == pytest.approx(p.tolist(), abs=2e-6)
+        assert answer["rubbish"] == pytest.approx(np.exp(-j) / (np.exp(-j) + np.exp(-y).sum()), abs=2e-6)
+        assert sum(answer["probabilities"]) < 1 and sum(answer["probabilities"]) + answer["rubbish"] == pytest.approx(1)
+        assert answer["prediction"]["index"] == int(y.argmin())
+        assert answer["prediction"]["probability"] == pytest.approx(p.max(), abs=2e-6)
+
+
+def test_a_lenet5_checkpoint_has_no_rbf_readings(server: DemoServer, mnist_test: MNIST):
+    status, model, _ = ask(server, "GET", "/api/model")
+    assert status == 200 and "rbf" not in model
+    assert not any("inputs" in stage for stage in model["stages"])
+    status, answer, _ = ask(server, "POST", "/api/predict", canvas_png(mnist_test.data[0].numpy()))
+    assert status == 200 and "rbf" not in answer and "rubbish" not in answer
+    assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)  # softmax: every image is one of the ten
 
 
 # -- bad input: its status and message, and the server goes on serving -------------------------------------------

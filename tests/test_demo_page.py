@@ -1,6 +1,7 @@
 """The demo's page in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, through Selenium): digits
 drawn with pointer events are read, every activation tile is painted, a picture can be uploaded, a random test image
-shows its true label, and the page asks no host but its server.
+shows its true label, and the page asks no host but its server; with a LeNet1998 checkpoint it shows F6's 84 outputs
+beside the ten class bitmaps, with each class's distance.
 
 Where no Chromium can be had these tests skip saying why, unless REQUIRE_BROWSER_TESTS=1 (``.ci/run`` sets it): then
 that is a failure. Run with ``-s`` to see what the page read; the screenshots are written beside each test's files.
@@ -14,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import pytest
 from PIL import Image
 from torchvision.datasets import MNIST
 
+from src.training.checkpoints import load_checkpoint
 from tests.conftest import TrainedRun
 from tests.helpers import DemoServer
 
@@ -48,8 +51,9 @@ def browser_paths() -> tuple[str, str]:
     return chromium, driver
 
 
-@pytest.fixture(scope="module")
-def page(mnist_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, DemoServer]]:
+@contextmanager
+def browser_on(ckpt: Path, folder: Path) -> Iterator[tuple[object, DemoServer]]:
+    """``python -m src.demo`` serving ``ckpt``, and a headless Chromium with its page loaded."""
     chromium, driver_path = browser_paths()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -59,8 +63,7 @@ def page(mnist_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Ite
     for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1900"]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
-    folder = tmp_path_factory.mktemp("demo_page")
-    with DemoServer(f"ckpt_path={mnist_run.ckpt}", "port=0", f"hydra.run.dir={folder}") as server:
+    with DemoServer(f"ckpt_path={ckpt}", "port=0", f"hydra.run.dir={folder}") as server:
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
         try:
             driver.get(server.url + "/")
@@ -68,6 +71,20 @@ def page(mnist_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Ite
             yield driver, server
         finally:
             driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(mnist_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, DemoServer]]:
+    with browser_on(mnist_run.ckpt, tmp_path_factory.mktemp("demo_page")) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def page1998(
+    lecun1998_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[object, DemoServer]]:
+    with browser_on(lecun1998_run.ckpt, tmp_path_factory.mktemp("demo_page1998")) as opened:
+        yield opened
 
 
 def wait_for(driver, script: str, timeout: float = 30) -> object:
@@ -228,3 +245,97 @@ def test_a_picture_too_large_is_refused_with_its_message_on_the_page(page, tmp_p
     driver.find_element(By.ID, "upload").send_keys(str(big))
     message = wait_for(driver, "return document.getElementById('message').textContent")
     assert "more than the 10,000,000 allowed" in message
+
+
+def test_a_lenet5_checkpoint_shows_no_rbf_panel(page):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = page
+    clear(driver)
+    draw(driver, DRAWINGS[1])
+    settled_answer(driver)
+    assert not driver.find_element(By.ID, "rbf-panel").is_displayed()
+    assert not driver.find_element(By.ID, "rubbish").is_displayed()
+
+
+def test_a_lenet1998_page_shows_f6_beside_the_ten_bitmaps_with_their_distances(
+    page1998, lecun1998_run: TrainedRun, tmp_path: Path
+):
+    """A drawn digit: F6's 7x12 picture and the ten bitmaps, 84 painted cells each, F6's the answer's values and each
+    bitmap the RBF layer's own; each class's distance as the API gives it, the nearest class highlighted."""
+    from selenium.webdriver.common.by import By
+
+    driver, server = page1998
+    assert driver.find_element(By.ID, "rbf-panel").is_displayed()  # from the model's description, before any answer
+    clear(driver)
+    draw(driver, DRAWINGS[7])
+    shown = settled_answer(driver)
+    assert shown["message"] == "", shown
+    driver.save_screenshot(str(tmp_path / "lenet1998_drawn_7.png"))
+    print(f"\nLeNet1998 read the drawn 7 as {shown['name']}; screenshot in {tmp_path}")
+    # The API's answer for the pad as it is: the page's last request sent these very pixels.
+    api = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+           document.getElementById('pad').toBlob(async (blob) => {
+             const r = await fetch('/api/predict', {method: 'POST', headers: {'Content-Type': 'image/png'}, body: blob});
+             done(await r.json());
+           }, 'image/png');"""
+    )
+    assert api["blank"] is False and int(shown["index"]) == api["prediction"]["index"]
+    distances = api["rbf"]["distances"]
+    nearest = int(np.argmin(distances))
+    assert api["prediction"]["index"] == nearest
+
+    # each class's bitmap: labelled with its class and its distance, the nearest highlighted
+    figures = driver.execute_script(
+        """return [...document.querySelectorAll('#bitmaps figure')].map((f) => ({
+             index: Number(f.dataset.index), top: f.classList.contains('top'), shown: f.offsetWidth > 0,
+             label: f.querySelector('strong').textContent, text: f.querySelector('.distance').textContent,
+             distance: f.querySelector('.distance').dataset.distance}));"""
+    )
+    assert [f["index"] for f in figures] == list(range(10)) and all(f["shown"] for f in figures)
+    assert [f["label"] for f in figures] == [str(i) for i in range(10)]
+    assert [float(f["distance"]) for f in figures] == distances  # the API's numbers, exactly
+    for f, y in zip(figures, distances):
+        assert f["text"].startswith("y = ") and float(f["text"][4:]) == pytest.approx(y, abs=0.0051), (f, y)
+    assert [f["index"] for f in figures if f["top"]] == [nearest]
+
+    # F6's picture and the ten bitmaps: 7x12 canvases, every one of the 84 cells painted on one scale, -limit..limit
+    cells = driver.execute_script(
+        """return [...document.querySelectorAll('#rbf-panel canvas')].map((c) => {
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, reds = [];
+             let opaque = 0;
+             for (let i = 0; i < d.length; i += 4) { if (d[i + 3] === 255) opaque++; reds.push(d[i]); }
+             return {id: c.id, width: c.width, height: c.height, opaque: opaque, reds: reds, shown: c.offsetWidth > 0};
+           });"""
+    )
+    assert [c["id"] for c in cells] == ["f6"] + [""] * 10
+    assert all((c["width"], c["height"], c["opaque"]) == (7, 12, 84) and c["shown"] for c in cells), cells
+
+    def reds(values: np.ndarray) -> np.ndarray:  # the page's INK scale: white (255) at -limit, 29 at +limit
+        limit = 1.7159
+        q = np.clip(np.rint((values + limit) / (2 * limit) * 255), 0, 255)
+        return 255 + (29 - 255) * q / 255
+
+    f6 = np.array(api["rbf"]["f6"]).ravel()
+    assert np.abs(np.array(cells[0]["reds"]) - reds(f6)).max() <= 1  # F6's own values, cell by cell
+    centers = load_checkpoint(lecun1998_run.ckpt).net.classifier.output.centers.numpy()
+    for c, center in zip(cells[1:], centers):
+        assert np.abs(np.array(c["reds"]) - reds(center)).max() <= 1  # the RBF layer's bitmaps, ink and paper
+
+    # the probability bars: the nearest class's fills its track as far as its probability (the ten leave the rubbish
+    # its share)
+    bar = driver.execute_script(
+        """const li = document.querySelector('#bars li.top');
+           return {index: Number(li.dataset.index), fill: li.querySelector('.fill').getBoundingClientRect().width,
+                   track: li.querySelector('.track').getBoundingClientRect().width};"""
+    )
+    assert bar["index"] == nearest
+    assert bar["fill"] == pytest.approx(api["probabilities"][nearest] * bar["track"], abs=2), bar
+    assert driver.find_element(By.ID, "rubbish").is_displayed()
+    assert driver.find_element(By.ID, "rubbish").text.startswith("rubbish (penalty j = 10)")
+    tiles = painted_tiles(driver)  # C1's 6 filters and maps, S2 6, C3 16, S4 16, C5 a strip of 120, F6 of 84
+    assert len(tiles) == 6 + 6 + 6 + 16 + 16 + 1 + 1 and all(t["opaque"] for t in tiles)
+    assert sum("(Table I)" in t["title"] for t in tiles) == 16  # each C3 map names the S2 maps that feed it
+    urls = requested_urls(driver)
+    assert [u for u in urls if not u.startswith(server.url + "/") and not u.startswith(("data:", "blob:"))] == []

@@ -1,5 +1,9 @@
 """One checkpoint's readings for the demo: image bytes or a 28x28 array -> the probabilities, the prepared input and
-every stage's activations (read by hooks on the real forward pass), in the compact form the page decodes."""
+every stage's activations (read by hooks on the real forward pass), in the compact form the page decodes.
+
+A network whose output layer is LeCun et al.'s Euclidean RBF (LeNet1998) also shows what that layer compares: F6's 84
+outputs as a 7x12 picture beside the ten classes' bitmaps, and each class's penalty y_i, the squared distance between
+them; its probabilities are the paper's (``src.models.outputs``), the rest going to the rubbish class."""
 
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ from torch import Tensor
 from src.core.config import MNIST_SIDE
 from src.core.errors import ImageError
 from src.data.images import DEFAULT_MAX_PIXELS, MIN_CONTRAST, read_grayscale, to_mnist_format
-from src.models.stages import conv_layers, feature_stages, hidden_stages, run_network
+from src.models.bitmaps import HEIGHT, WIDTH
+from src.models.lenet1998 import EuclideanRBF
+from src.models.outputs import probabilities, with_rubbish
+from src.models.stages import conv_layers, conv_weight, feature_stages, hidden_stages, run_network
 from src.training.checkpoints import LoadedCheckpoint
 
 BLANK = "nothing drawn"
@@ -56,6 +63,9 @@ class Readout:
         self.classes = list(loaded.classes)
         self.stages = feature_stages(self.net) + hidden_stages(self.net)
         self.modules = [module for _, module in self.stages]
+        # LeNet1998's output layer: ten fixed 7x12 bitmaps that F6's 84 outputs are compared with (None otherwise)
+        rbf = getattr(self.net.classifier, "output", None)
+        self.rbf: EuclideanRBF | None = rbf if isinstance(rbf, EuclideanRBF) else None
         self.lock = threading.Lock()
         self.random = random.Random()
         # The test set as the page shows it (28x28 uint8) and as the network reads it (normalised, padded).
@@ -67,23 +77,33 @@ class Readout:
         self.misclassified = (predicted != test_y).nonzero().flatten().tolist()
         with torch.inference_mode():
             _, maps, _ = run_network(self.net, test_x[:1], self.modules)
-        self.stage_shapes = [list(m.shape[1:]) for m in maps]
+        # A stage of 1x1 maps (LeNet1998's C5: 120 maps of one unit each) is shown as what it is, a row of units.
+        self.stage_shapes = [list(m.shape[1:2]) if m.shape[2:] == (1, 1) else list(m.shape[1:]) for m in maps]
 
     # -- description
     def describe(self) -> dict[str, Any]:
-        """What the page shows once: the checkpoint, the classes, the stages' names and shapes, conv1's filters."""
-        name, conv1 = conv_layers(self.net)[0]
-        weight = conv1.weight.detach()
+        """What the page shows once: the checkpoint, the classes, the stages' names and shapes, conv1's filters; with an
+        RBF output layer, its ten bitmaps. A stage after a sparse conv (LeNet1998's C3) lists each map's input maps
+        (Table I)."""
+        convs = conv_layers(self.net)
+        name, conv1 = convs[0]
+        weight = conv_weight(conv1).detach()
         limit = float(weight.abs().max()) or 1.0  # symmetric about zero: white is 0, as src.visualize draws them
+        inputs = {conv: [list(c) for c in m.connections] for conv, m in convs if hasattr(m, "connections")}
         total = len(self.test_y)
-        return {
+        described = {
             "checkpoint": self.info,
             "dataset": self.loaded.dataset,
             "classes": self.classes,
             "input_size": int(self.test_x.shape[-1]),
             "parameters": sum(p.numel() for p in self.net.parameters()),
             "stages": [
-                {"name": stage, "shape": shape, "kind": "maps" if len(shape) == 3 else "units"}
+                {
+                    "name": stage,
+                    "shape": shape,
+                    "kind": "maps" if len(shape) == 3 else "units",
+                    **({"inputs": inputs[stage]} if stage in inputs else {}),
+                }
                 for (stage, _), shape in zip(self.stages, self.stage_shapes)
             ],
             "filters": {"layer": name, **quantise(weight, -limit, limit)},
@@ -93,21 +113,55 @@ class Readout:
                 "accuracy": 1.0 - len(self.misclassified) / total,
             },
         }
+        if self.rbf is not None:
+            rubbish = getattr(self.net, "rubbish_logit", None)
+            described["rbf"] = {
+                "width": WIDTH,
+                "height": HEIGHT,
+                "limit": self.f6_limit(),
+                "rubbish_penalty": None if rubbish is None else -float(rubbish),
+                "bitmaps": [as_picture(center) for center in self.rbf.centers],
+            }
+        return described
+
+    def f6_limit(self) -> float:
+        """The largest value F6 can output (its squashing's amplitude, 1.7159): the page's colour scale for F6 and the
+        bitmaps is -limit..limit, the same for both, so that a code's distance from a bitmap is what the eye sees."""
+        children = list(self.net.classifier.children())
+        before = children[children.index(self.rbf) - 1]  # F6's squashing function, which feeds the RBF units
+        return float(getattr(before, "amplitude", 1.0))
 
     # -- predictions
     def forward(self, x: Tensor, digit: np.ndarray) -> dict[str, Any]:
         """One model input (1, 1, side, side) -> the answer the page draws."""
+        f6: list[Tensor] = []  # the RBF layer's input, read on the same forward pass
+        watch = self.modules if self.rbf is None else [*self.modules, self.rbf]
         with self.lock, torch.inference_mode():
-            logits, maps, _ = run_network(self.net, x, self.modules)
-        probs = torch.softmax(logits[0].float(), dim=0)
+            hook = None if self.rbf is None else self.rbf.register_forward_pre_hook(lambda _m, a: f6.append(a[0]))
+            try:
+                logits, maps, _ = run_network(self.net, x, watch)
+            finally:
+                if hook is not None:
+                    hook.remove()
+        logits = logits.float()
+        probs = probabilities(self.net, logits)[0]  # LeNet1998's: the paper's p_i, which leave the rubbish its share
         top = int(probs.argmax())
-        return {
+        answer = {
             "blank": False,
             "prediction": {"index": top, "class": self.classes[top], "probability": float(probs[top])},
             "probabilities": [round(float(p), 6) for p in probs],
             "input": quantise(digit, 0.0, 255.0),
-            "stages": [{"name": stage, **quantise(m[0])} for (stage, _), m in zip(self.stages, maps)],
+            "stages": [
+                {"name": stage, **quantise(m[0].reshape(shape))}
+                for (stage, _), m, shape in zip(self.stages, maps, self.stage_shapes)
+            ],
         }
+        if getattr(self.net, "rubbish_logit", None) is not None:
+            answer["rubbish"] = round(float(with_rubbish(self.net, logits)[0].softmax(dim=0)[-1]), 6)
+        if self.rbf is not None:
+            distances = maps[-1][0]  # the RBF units' outputs: y_i = sum_j (x_j - w_ij)^2
+            answer["rbf"] = {"f6": as_picture(f6[0][0]), "distances": [round(float(y), 6) for y in distances]}
+        return answer
 
     def predict_digit(self, digit: np.ndarray) -> dict[str, Any]:
         """A 28x28 MNIST-format image (light on dark, 0..255) -> the answer."""
@@ -164,6 +218,11 @@ class Readout:
         label = int(self.test_y[index])
         answer = self.forward(self.test_x[index : index + 1], self.test_pixels[index])
         return {"index": index, "label": label, "true_class": self.classes[label], **answer}
+
+
+def as_picture(code: Tensor) -> list[list[float]]:
+    """84 values (an F6 code, a class's bitmap) as the 7x12 picture they are read from, row by row: 12 rows of 7."""
+    return [[round(float(v), 6) for v in row] for row in code.reshape(HEIGHT, WIDTH)]
 
 
 def blank_answer() -> dict[str, Any]:

@@ -15,6 +15,7 @@ let drawing = null;         // the pointer drawing a stroke: {id, x, y}
 let seq = 0, shown = 0;     // request numbers: a late answer never replaces a newer one
 let inflight = false, pending = false, lastSent = 0, timer = null;
 const stageViews = [];      // per stage: {canvases, range}
+let rbfView = null;         // with an RBF output layer (LeNet1998): {limit, bitmaps: [{figure, distance}]}
 
 // -- colour scales ---------------------------------------------------------------------------------------------
 function lut(stops) {  // 256 RGB entries interpolated between evenly spaced stops
@@ -28,6 +29,7 @@ function lut(stops) {  // 256 RGB entries interpolated between evenly spaced sto
 const VIRIDIS = lut([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]]);
 const RDBU = lut([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]);
 const GRAY = lut([[0, 0, 0], [255, 255, 255]]);
+const INK = lut([[255, 255, 255], [29, 35, 48]]);  // the paper's bitmaps: paper (-1) light, ink (+1) dark
 
 function decode(b64) {
   const text = atob(b64), bytes = new Uint8Array(text.length);
@@ -43,6 +45,12 @@ function paint(canvas, bytes, offset, colours) {  // one tile: canvas.width x ca
     img.data[i * 4 + 3] = 255;
   }
   c.putImageData(img, 0, 0);
+}
+
+function steps(rows, lo, hi) {  // a picture of numbers (rows of values) as 0..255 steps from lo to hi, as decode gives
+  const values = rows.flat(), bytes = new Uint8Array(values.length), k = hi > lo ? 255 / (hi - lo) : 0;
+  values.forEach((v, i) => { bytes[i] = Math.max(0, Math.min(255, Math.round((v - lo) * k))); });
+  return bytes;
 }
 
 function tile(w, h, cssW, cssH, title) {
@@ -86,7 +94,9 @@ function describe(m) {
     const canvases = [];
     if (stage.kind === "maps") {
       const [channels, h, w] = stage.shape, k = MAP_SCALE[w] || Math.max(2, Math.round(84 / w));
-      for (let i = 0; i < channels; i++) canvases.push(tile(w, h, w * k, h * k, stage.name + " #" + (i + 1)));
+      for (let i = 0; i < channels; i++) {
+        canvases.push(tile(w, h, w * k, h * k, stage.name + " #" + (i + 1) + fedBy(stage, m.stages[s - 1], i)));
+      }
     } else {
       const [units] = stage.shape, k = Math.max(3, Math.floor(720 / units));
       canvases.push(tile(units, 1, units * k, 24, stage.name + ": " + units + " units"));
@@ -98,6 +108,33 @@ function describe(m) {
     list.appendChild(row);
     stageViews.push({ canvases, range });
   });
+  if (m.rbf) rbfBlock(m.rbf, m.classes);
+}
+
+function rbfBlock(r, classes) {  // F6's picture beside the ten bitmaps it is compared with, each with its distance
+  const list = $("bitmaps"), f6 = $("f6"), k = 8;
+  f6.width = r.width; f6.height = r.height;
+  f6.style.width = r.width * 12 + "px"; f6.style.height = r.height * 12 + "px";
+  rbfView = { limit: r.limit, bitmaps: [] };
+  r.bitmaps.forEach((bitmap, i) => {
+    const figure = document.createElement("figure"), caption = document.createElement("figcaption");
+    const label = document.createElement("strong"), distance = document.createElement("span");
+    figure.className = "code"; figure.dataset.index = i; distance.className = "distance";
+    label.textContent = short(classes[i]);
+    const canvas = tile(r.width, r.height, r.width * k, r.height * k, classes[i] + ": its bitmap");
+    paint(canvas, steps(bitmap, -r.limit, r.limit), 0, INK);
+    caption.append(label, distance);
+    figure.append(canvas, caption);
+    list.appendChild(figure);
+    rbfView.bitmaps.push({ figure, distance });
+  });
+  $("f6-range").textContent = "scale " + (-r.limit).toPrecision(5) + " … " + r.limit.toPrecision(5);
+  $("rbf-panel").hidden = false;
+}
+
+function fedBy(stage, previous, i) {  // a sparse layer's map (LeNet1998's C3): the maps Table I feeds it from
+  if (!stage.inputs) return "";
+  return " ← " + stage.inputs[i].map((j) => previous.name + " #" + (j + 1)).join(", ") + " (Table I)";
 }
 
 function filterBlock(f) {
@@ -134,6 +171,20 @@ function showAnswer(a) {
     for (const canvas of view.canvases) { paint(canvas, bytes, offset, VIRIDIS); offset += canvas.width * canvas.height; }
     view.range.textContent = "scale " + stage.min.toPrecision(3) + " … " + stage.max.toPrecision(3);
   });
+  $("rubbish").hidden = a.rubbish === undefined;  // LeNet1998: what the ten probabilities leave to the rubbish class
+  if (a.rubbish !== undefined) {
+    const j = model.rbf && model.rbf.rubbish_penalty !== null ? " (penalty j = " + model.rbf.rubbish_penalty + ")" : "";
+    $("rubbish").textContent = "rubbish" + j + ": " + pct(a.rubbish) + ", the share no digit claims";
+  }
+  if (rbfView && a.rbf) {
+    paint($("f6"), steps(a.rbf.f6, -rbfView.limit, rbfView.limit), 0, INK);
+    rbfView.bitmaps.forEach((b, i) => {
+      const y = a.rbf.distances[i];
+      b.figure.classList.toggle("top", i === a.prediction.index);
+      b.distance.dataset.distance = y;
+      b.distance.textContent = "y = " + y.toFixed(2);
+    });
+  }
 }
 
 function showBlank() {
@@ -148,6 +199,15 @@ function showBlank() {
     li.querySelector(".pct").textContent = "";
   });
   $("input").getContext("2d").clearRect(0, 0, 28, 28);
+  $("rubbish").hidden = true;
+  if (rbfView) {
+    $("f6").getContext("2d").clearRect(0, 0, $("f6").width, $("f6").height);
+    rbfView.bitmaps.forEach((b) => {
+      b.figure.classList.remove("top");
+      b.distance.dataset.distance = "";
+      b.distance.textContent = "";
+    });
+  }
 }
 
 async function ask(url, options, onAnswer) {
