@@ -134,15 +134,9 @@ class Readout:
     # -- predictions
     def forward(self, x: Tensor, digit: np.ndarray) -> dict[str, Any]:
         """One model input (1, 1, side, side) -> the answer the page draws."""
-        f6: list[Tensor] = []  # the RBF layer's input, read on the same forward pass
         watch = self.modules if self.rbf is None else [*self.modules, self.rbf]
         with self.lock, torch.inference_mode():
-            hook = None if self.rbf is None else self.rbf.register_forward_pre_hook(lambda _m, a: f6.append(a[0]))
-            try:
-                logits, maps, _ = run_network(self.net, x, watch)
-            finally:
-                if hook is not None:
-                    hook.remove()
+            logits, maps, f6 = run_network(self.net, x, watch)  # f6: the output layer's input, on the same pass
         logits = logits.float()
         probs = probabilities(self.net, logits)[0]  # LeNet1998's: the paper's p_i, which leave the rubbish its share
         top = int(probs.argmax())
@@ -160,7 +154,7 @@ class Readout:
             answer["rubbish"] = round(float(with_rubbish(self.net, logits)[0].softmax(dim=0)[-1]), 6)
         if self.rbf is not None:
             distances = maps[-1][0]  # the RBF units' outputs: y_i = sum_j (x_j - w_ij)^2
-            answer["rbf"] = {"f6": as_picture(f6[0][0]), "distances": [round(float(y), 6) for y in distances]}
+            answer["rbf"] = {"f6": as_picture(f6[0]), "distances": [round(float(y), 6) for y in distances]}
         return answer
 
     def predict_digit(self, digit: np.ndarray) -> dict[str, Any]:
