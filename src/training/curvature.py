@@ -9,9 +9,8 @@ outputs, before the fixed RBF units; LeNet5: its logits) and start from H, the H
   each unit, d2E/dz^2 = diag(H) at the split, and a weight gets sum over its connections of x_j^2 d2E/da_i^2. One
   forward and one backward pass for all the patterns at once, through a "squared" copy of the network.
 - ``gauss_newton_diagonal``: the exact diagonal of the Gauss-Newton matrix J^T H J (J = dz/dw, by ``torch.func``:
-  one Jacobian and one Hessian per pattern). For a shared weight it adds the cross terms between its connections
-  that the paper drops; in the convolutions these largely cancel, so its h_kk there is far smaller than the paper's
-  and the paper's global rate takes much larger steps with it (docs/lecun1998.md has the measurement).
+  one Jacobian and one Hessian per pattern). It keeps the cross terms, between units and between a shared weight's
+  connections, that the paper drops (docs/lecun1998.md compares the two).
 
 ``tests/test_sdlm.py`` checks both against brute-force versions built from full Jacobian matrices.
 """
