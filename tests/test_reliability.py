@@ -324,7 +324,9 @@ BAD_CONFIGS = [
     ("model.channels=[]", "model.channels=[]", "one or more integers > 0"),
     ("model.hidden=[120,0]", "model.hidden=[120, 0]", "integers > 0"),
     ("model.padding=-1", "model.padding=-1", ">= 0"),
-    ("data.val_size=0", "data.val_size=0", "1..59999"),
+    ("data.val_size=-1", "data.val_size=-1", "0..59999"),
+    # no validation split: the validation loop would read the test set, and the default checkpoint is chosen by it
+    ("data.val_size=0", "data.val_size=0 with callbacks.model_checkpoint.monitor='val/acc'", "monitor=null"),
     ("callbacks.first_layer_filters.every_n_epochs=0", "callbacks.first_layer_filters.every_n_epochs=0", ">= 1"),
     # three 2x2 poolings after 5x5 convs: 32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0, the size it reaches and the limit
     ("model.channels=[6,16,32]", "32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0 and vanishes at pool3", "at most 2 conv layers"),
