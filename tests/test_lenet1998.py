@@ -132,7 +132,7 @@ def test_weights_start_uniform_within_2_4_over_the_fan_in():
         assert float(modules[name].weight.abs().max()) > 0.5 * bound  # spread over the range, not squeezed
     c3 = modules["C3"]
     per_kernel = c3.weight.abs().amax(dim=(1, 2))
-    bounds = 2.4 / (25 * c3.fan_in()[c3.pairs[0]] / 25)
+    bounds = 2.4 / c3.fan_in()[c3.pairs[0]]  # 75, 100 or 150: 25 per S2 map the kernel's C3 map reads
     assert bool((per_kernel <= bounds).all())
 
 

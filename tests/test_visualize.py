@@ -29,7 +29,7 @@ from src.training.checkpoints import load_checkpoint
 from src.visualize.__main__ import draw_paper_layers
 from src.visualize.paper_layers import connected, sparse_convs, subsampling_figure, subsampling_layers, table_1_figure
 from src.visualize.projector import EMBEDDING_TAG, METADATA_HEADER, embedding_indices
-from tests.conftest import TrainedRun, train
+from tests.conftest import TrainedRun
 from tests.helpers import TensorBoardServer, read_scalars, run_module
 from tests.test_inference import assert_clean_failure
 
@@ -44,13 +44,9 @@ def runs(mnist_run: TrainedRun, fashion_run: TrainedRun) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def lenet1998_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    """LeCun et al.'s (1998) network (C3 wired by Table I, trainable S2 and S4) trained for 20 batches of real MNIST:
-    its run folder."""
-    folder = tmp_path_factory.mktemp("lenet1998")
-    overrides = ["trainer.limit_train_batches=20", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
-    train(folder, "experiment=lecun1998", "trainer.max_epochs=1", "torch_threads=1", *overrides)
-    return folder
+def lenet1998_run(lecun1998_run: TrainedRun) -> Path:
+    """LeCun et al.'s (1998) network (C3 wired by Table I, trainable S2 and S4), the session's: its run folder."""
+    return lecun1998_run.run
 
 
 def checkpoint(run: Path) -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -162,7 +161,6 @@ class EuclideanRBF(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("centers", digit_bitmaps())
-        self.out_features, self.in_features = self.centers.shape
 
     def forward(self, x: Tensor) -> Tensor:
         # the differences themselves, not |x|^2 - 2 x.w + |w|^2: that would lose a near distance's digits to cancellation
@@ -190,14 +188,13 @@ class LeNet1998(nn.Module):
         squashing: str = "scaled_tanh",
         output: str = "rbf",
         rubbish_penalty: float = RUBBISH_PENALTY,
-        init: str = "fan_in",
         input_size: int = INPUT_SIZE,
     ) -> None:
         super().__init__()
         arguments = dict(in_channels=in_channels, num_classes=num_classes, c3=c3, subsampling=subsampling,
                          squashing=squashing, output=output, rubbish_penalty=rubbish_penalty, input_size=input_size)  # fmt: skip
         check({"model": arguments}, NETWORK_1998_RULES)
-        self.input_size, self.in_channels, self.num_classes, self.init = input_size, in_channels, num_classes, init
+        self.input_size, self.in_channels, self.num_classes = input_size, in_channels, num_classes
         squash = (lambda: Squash()) if squashing == "scaled_tanh" else (lambda: Squash(1.0, 1.0))
         subsample = (lambda c: Subsampling(c)) if subsampling == "trainable" else (lambda c: nn.AvgPool2d(2))
         self.features = nn.Sequential(
@@ -228,9 +225,6 @@ class LeNet1998(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
 
-    def _spread(self, fan_in: Any) -> Any:
-        return fan_in**0.5 if self.init == "sqrt_fan_in" else fan_in
-
     @property
     def output_layer(self) -> nn.Module:
         """The layer that reads F6: the RBF units (or the linear layer that replaces them)."""
@@ -240,24 +234,18 @@ class LeNet1998(nn.Module):
         """Appendix A: every weight and bias uniform in [-2.4/F, 2.4/F], F the fan-in of the unit it feeds."""
         with torch.no_grad():
             for module in [*self.features, *self.classifier]:
-                if isinstance(module, nn.Conv2d):
-                    bound = torch.full(
-                        (module.out_channels,), INIT_RANGE / self._spread(math.prod(module.weight.shape[1:]))
-                    )
+                if isinstance(module, nn.Conv2d):  # each output unit's bound, 2.4 / its fan-in
+                    bound = torch.full((module.out_channels,), INIT_RANGE / math.prod(module.weight.shape[1:]))
                 elif isinstance(module, nn.Linear):
-                    bound = torch.full((module.out_features,), INIT_RANGE / self._spread(module.in_features))
-                elif isinstance(module, SparseConv):
-                    per_map = INIT_RANGE / self._spread(module.fan_in())
-                    module.weight.copy_((torch.rand_like(module.weight) * 2 - 1) * per_map[module.pairs[0], None, None])
-                    module.bias.copy_((torch.rand_like(module.bias) * 2 - 1) * per_map)
-                    continue
-                elif isinstance(module, Subsampling):
-                    bound = INIT_RANGE / self._spread(module.fan_in())
+                    bound = torch.full((module.out_features,), INIT_RANGE / module.in_features)
+                elif isinstance(module, (SparseConv, Subsampling)):
+                    bound = INIT_RANGE / module.fan_in()
                 else:
                     continue
-                shape = (-1,) + (1,) * (module.weight.dim() - 1)
-                module.weight.copy_((torch.rand_like(module.weight) * 2 - 1) * bound.view(shape))
-                module.bias.copy_((torch.rand_like(module.bias) * 2 - 1) * bound)
+                # a SparseConv packs one kernel per connection: each takes the bound of the map it feeds
+                per_weight = bound[module.pairs[0]] if isinstance(module, SparseConv) else bound
+                for tensor, limit in ((module.weight, per_weight), (module.bias, bound)):
+                    tensor.copy_((torch.rand_like(tensor) * 2 - 1) * limit.view(-1, *[1] * (tensor.dim() - 1)))
 
 
 def layer_counts(net: nn.Module) -> dict[str, tuple[int, int]]:

@@ -33,7 +33,3 @@ def loss(
 def probabilities(net: nn.Module, logits: Tensor) -> Tensor:
     """Each class's probability, (N, classes): softmax, or the paper's p_i with the rubbish class's share left out."""
     return with_rubbish(net, logits).softmax(dim=-1)[..., : logits.shape[-1]]
-
-
-def log_probabilities(net: nn.Module, logits: Tensor) -> Tensor:
-    return with_rubbish(net, logits).log_softmax(dim=-1)[..., : logits.shape[-1]]
