@@ -22,11 +22,12 @@ from omegaconf import DictConfig
 from src.core import runs
 from src.core.config import CONFIG_DIR
 from src.core.entry_point import run_entry_point
-from src.core.errors import RunFolderInUse
+from src.core.errors import DiskFull, RunFolderInUse
 from src.training.build import build
+from src.training.checkpoints import check_room_for_checkpoints
 from src.training.cpu import configure_runtime
 from src.training.lr_finder import find_learning_rate
-from src.training.resume import resolve_resume
+from src.training.resume import kept_on_full_disk, resolve_resume
 from src.training.rules import check_training_config
 
 log = logging.getLogger(__name__)
@@ -42,38 +43,41 @@ def train(cfg: DictConfig) -> dict[str, float]:
     configure_runtime(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg, resume)
+    check_room_for_checkpoints(model, cfg.paths.output_dir)
     if cfg.get("lr_find", {}).get("enabled") and resume is None:  # a requeued job keeps the lr its first run found
         find_learning_rate(trainer, model, datamodule, cfg.lr_find, Path(cfg.paths.output_dir))
-    start = time.perf_counter()
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume.path if resume else None, weights_only=True)
-    except SIGTERMException:
-        sys.exit(143)  # Lightning's SIGTERMException exits 0; a stopped run must not look finished
-    fit_seconds = time.perf_counter() - start
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # A full disk (a checkpoint, TensorBoard's events, the record) is told as one message: what was kept, how to go on
+    with kept_on_full_disk(Path(cfg.paths.output_dir)):
+        start = time.perf_counter()
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume.path if resume else None, weights_only=True)
+        except SIGTERMException:
+            sys.exit(143)  # Lightning's SIGTERMException exits 0; a stopped run must not look finished
+        fit_seconds = time.perf_counter() - start
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if cfg.get("test"):
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
-    # fit_seconds: the wall time of this process's fit (training, validation, checkpoints), for src.report
-    summary = {
-        "status": "completed",
-        "metrics": metrics,
-        "best_checkpoint": best,
-        "epochs": trainer.current_epoch,
-        "fit_seconds": round(fit_seconds, 2),
-    }
-    if model.test_confusion_matrix is not None:  # the whole test set's, summed over every DDP process
-        summary["test_confusion_matrix"] = model.test_confusion_matrix.tolist()
-    if trainer.strategy.root_device.type == "cuda":
-        summary["peak_gpu_mb"] = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**20
-    if trainer.is_global_zero:
-        runs.write_record(cfg.paths.output_dir, summary)
-        shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in sorted(metrics) if k.split("/")[0] in ("val", "test"))
-        log.info("Final metrics: %s", shown)
-        log.info("Outputs in %s", cfg.paths.output_dir)
+        # fit_seconds: the wall time of this process's fit (training, validation, checkpoints), for src.report
+        summary = {
+            "status": "completed",
+            "metrics": metrics,
+            "best_checkpoint": best,
+            "epochs": trainer.current_epoch,
+            "fit_seconds": round(fit_seconds, 2),
+        }
+        if model.test_confusion_matrix is not None:  # the whole test set's, summed over every DDP process
+            summary["test_confusion_matrix"] = model.test_confusion_matrix.tolist()
+        if trainer.strategy.root_device.type == "cuda":
+            summary["peak_gpu_mb"] = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**20
+        if trainer.is_global_zero:
+            runs.write_record(cfg.paths.output_dir, summary)
+            shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in sorted(metrics) if k.split("/")[0] in ("val", "test"))
+            log.info("Final metrics: %s", shown)
+            log.info("Outputs in %s", cfg.paths.output_dir)
     return metrics
 
 
@@ -82,8 +86,13 @@ def main(cfg: DictConfig) -> float | None:
     def mark_failed(exc: Exception) -> None:
         # The run's folder says it failed (a sweep's report reads it); what was written before stays: a folder that
         # belongs to another run, or a finished run's (e.g. a refused resume=<it> hydra.run.dir=<it>), keeps its record.
-        if not isinstance(exc, RunFolderInUse) and not runs.is_completed(cfg.paths.output_dir):
-            runs.write_record(cfg.paths.output_dir, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if isinstance(exc, RunFolderInUse) or runs.is_completed(cfg.paths.output_dir):
+            return
+        status = "disk full" if isinstance(exc, DiskFull) else "failed"
+        try:
+            runs.write_record(cfg.paths.output_dir, {"status": status, "error": f"{type(exc).__name__}: {exc}"})
+        except OSError:  # the disk is full: the message on the console says it all
+            pass
 
     metrics = run_entry_point(train, cfg, on_error=mark_failed)
     return metrics.get(cfg.get("optimized_metric"))

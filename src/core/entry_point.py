@@ -1,5 +1,6 @@
 """How every command runs: Hydra composes its config (conf/<name>.yaml and the command line), then its task runs;
-a ``UserError`` (a bad value, file or recipe) is shown as its message alone, exit status 2."""
+a ``UserError`` (a bad value, file or recipe, a full disk) is shown as its message alone, exit status 2 (a full disk:
+74)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import hydra
 from omegaconf import DictConfig
 
 from src.core.config import CONFIG_DIR
-from src.core.errors import UserError
+from src.core.errors import DiskFull, UserError
+from src.core.storage import disk_full_cause, disk_full_message
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +32,26 @@ def hydra_entry_point(task: Callable[[DictConfig], Any], config_name: str) -> Ca
 def run_entry_point(
     task: Callable[[DictConfig], Any], cfg: DictConfig, on_error: Callable[[Exception], None] | None = None
 ) -> Any:
-    """Run an entry point's task. A ``UserError`` becomes its message alone and exit status 2 in a single run; in a
-    sweep it is re-raised, so Hydra records the job as failed and runs the others. ``on_error`` sees any error first."""
+    """Run an entry point's task. A ``UserError`` becomes its message alone and its exit status (2; a full disk 74)
+    in a single run; in a sweep it is re-raised, so Hydra records the job as failed and runs the others. Any error
+    caused by a full disk becomes ``DiskFull``. ``on_error`` sees the error first."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     try:
-        return task(cfg)
+        try:
+            return task(cfg)
+        except Exception as exc:
+            if isinstance(exc, UserError) or (cause := disk_full_cause(exc)) is None:
+                raise
+            raise DiskFull(disk_full_message(cause, cfg.paths.output_dir)) from exc
     except Exception as exc:
         if on_error is not None:
             on_error(exc)
+        if isinstance(exc, DiskFull):
+            logging.raiseExceptions = False  # the run's log file cannot take the message; the console can
         if isinstance(exc, UserError):
             log.error("%s", exc)
             if HydraConfig.get().mode == RunMode.RUN:
-                sys.exit(2)
+                sys.exit(exc.exit_status)
         raise

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 
 class UserError(Exception):
-    """Base class: the entry points print the message alone and exit with status 2 (a sweep marks the job failed)."""
+    """Base class: the entry points print the message alone and exit with ``exit_status`` (2; a sweep marks the job
+    failed)."""
+
+    exit_status = 2
 
 
 class ConfigError(UserError, ValueError):
@@ -42,3 +45,10 @@ class MissingDependencyError(UserError, ImportError):
 
 class ExportCheckError(UserError, RuntimeError):
     """The exported model's outputs differ from PyTorch's beyond the tolerance."""
+
+
+class DiskFull(UserError, OSError):
+    """No space left (or the quota reached) where the run writes. Its own exit status, 74 (sysexits' EX_IOERR), tells
+    it apart from a refused value (2) and a training failure (1)."""
+
+    exit_status = 74

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from src.core.storage import replace_text
+
 RECORD = "metrics.json"
 
 
@@ -39,8 +41,9 @@ def read_record(run: Path) -> dict[str, Any] | None:
 
 
 def write_record(run: Path, record: dict[str, Any]) -> None:
+    """Write the run's record whole or not at all (on a full disk, the record before it stays readable)."""
     Path(run).mkdir(parents=True, exist_ok=True)
-    (Path(run) / RECORD).write_text(json.dumps(record, indent=2))
+    replace_text(Path(run) / RECORD, json.dumps(record, indent=2))
 
 
 def is_completed(run: Path) -> bool:

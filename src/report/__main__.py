@@ -18,6 +18,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from src.core.errors import DiskFull
+from src.core.storage import disk_full_cause, disk_full_message, unwritable_reason
 from src.report.sweep import write_sweep_report
 
 
@@ -30,7 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
-    result = write_sweep_report(folder)
+    if (reason := unwritable_reason(folder)) is not None:
+        print(f"error: {folder}: the report cannot be written there ({reason})", file=sys.stderr)
+        return 2
+    try:
+        result = write_sweep_report(folder)
+    except Exception as exc:
+        if (cause := disk_full_cause(exc)) is None:
+            raise
+        print(f"error: {disk_full_message(cause, folder)} The runs' own files are untouched.", file=sys.stderr)
+        return DiskFull.exit_status
     print((folder / "report.md").read_text())
     print(
         f"wrote report.md, report.csv, val_acc.png, test_acc.png, curves.png, curves.json"

@@ -14,7 +14,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
-from src.core.errors import CheckpointError, ConfigError
+from src.core.errors import CheckpointError, ConfigError, DiskFull
+from src.core.storage import free_bytes, human_bytes
 from src.data.datasets import load_test_set
 from src.data.preprocessing import Preprocessing
 from src.models.networks import build_network
@@ -43,6 +44,19 @@ def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path={str(path)!r} is not a Lightning checkpoint (no state_dict)")
     return checkpoint
+
+
+def check_room_for_checkpoints(model: torch.nn.Module, folder: str | Path) -> None:
+    """Refuse, before training, a folder whose disk cannot hold two of this model's checkpoints: each is written
+    beside the one it replaces (``AtomicCheckpointIO``). A checkpoint is taken as three times the model's state (its
+    weights and up to two optimizer moments per weight, as Adam keeps)."""
+    checkpoint = 3 * sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    if (free := free_bytes(folder)) < 2 * checkpoint:
+        raise DiskFull(
+            f"Disk full before training: {folder} has {human_bytes(free)} free, and this model's checkpoints need "
+            f"about {human_bytes(2 * checkpoint)} (two of about {human_bytes(checkpoint)}: each is written beside the "
+            f"one it replaces). Free some space, or point hydra.run.dir= at another disk. Nothing was trained."
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
@@ -25,6 +27,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     """
 
     def __init__(self, save_dir: str | Path, *args: Any, purge_step: int | None = None, **kwargs: Any) -> None:
+        _quiet_event_writer_threads()
         if purge_step is not None:
             kwargs["purge_step"] = purge_step  # passed on to torch's SummaryWriter
         super().__init__(save_dir, *args, **kwargs)
@@ -38,3 +41,18 @@ class TensorBoardLogger(LightningTensorBoardLogger):
             )
             super().log_graph(model, input_array)
         self._graph_logged = True
+
+
+def _quiet_event_writer_threads() -> None:
+    """An error in TensorBoard's event-writing thread (a full disk) is raised again by TensorBoard in the training
+    thread, at its next write, where src.train tells it in one message: the thread's own traceback is not printed."""
+    previous = threading.excepthook
+    if getattr(previous, "quiet_event_writers", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not isinstance(args.thread, _AsyncWriterThread):
+            previous(args)
+
+    hook.quiet_event_writers = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

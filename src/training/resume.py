@@ -7,14 +7,17 @@ A run resumes only when the scheduler requeued it (from its own folder's newest 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.core.errors import ConfigError, RunFolderInUse
+from src.core.errors import ConfigError, DiskFull, RunFolderInUse
+from src.core.storage import disk_full_cause, disk_full_message
 from src.training.checkpoints import safe_load_checkpoint
 from src.training.slurm import requeue_count
 
@@ -72,6 +75,42 @@ def resolve_resume(cfg: DictConfig) -> ResumePoint | None:
         _check_same_recipe(cfg, checkpoint)
     log.info("Resuming from %s: %s", asked, why)
     return ResumePoint(asked, int(checkpoint.get("global_step", 0)), in_own_folder)
+
+
+def command_line_overrides() -> list[str]:
+    """The run's overrides as typed: Hydra's record of them (a sweep job under submitit has the launcher's argv)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    return sys.argv[1:]
+
+
+def continue_command(**resume_from: str) -> str:
+    """``python -m src.train`` with the run's own overrides and ``resume=`` or ``ckpt_path=`` in place of theirs."""
+    overrides = [a for a in command_line_overrides() if not a.startswith(("ckpt_path=", "resume=", "-"))]
+    return " ".join(["python -m src.train", *overrides, *(f"{k}={v}" for k, v in resume_from.items())])
+
+
+@contextmanager
+def kept_on_full_disk(run: Path) -> Iterator[None]:
+    """A full disk while training (a checkpoint, TensorBoard's events, a record) becomes ``DiskFull``: one message
+    with the folder, its free space, the checkpoint kept and the command that continues once space is freed."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:
+        if (cause := disk_full_cause(exc)) is None:
+            raise
+        kept = "No checkpoint had been written yet: free some space and start the run again."
+        if found := _checkpoints(run):
+            epoch = safe_load_checkpoint(found[0]).get("epoch")
+            kept = (
+                f"Kept: {found[0]} (saved after epoch {epoch}; whole, the failed write left the file before it as it "
+                f"was). Free some space, then continue with:\n  {continue_command(resume=str(run))}"
+            )
+        raise DiskFull(f"{disk_full_message(cause, run)} {kept}") from exc
 
 
 def _check_same_recipe(cfg: DictConfig, checkpoint: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from src.core.storage import replace_text
+
 
 class EpochThroughput(L.Callback):
     """Logs ``time/epoch_s`` and ``time/images_per_s`` for each training epoch."""
@@ -46,5 +48,5 @@ class LearningCurves(L.Callback):
         from src.core.plots import learning_curves, save
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "history.json").write_text(json.dumps(history, indent=1))
+        replace_text(self.output_dir / "history.json", json.dumps(history, indent=1))
         save(learning_curves(history), self.output_dir / "learning_curves.png")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from src.core.errors import TrainingDiverged
+from src.training.resume import continue_command
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +114,18 @@ class ResumableStopCheckpoint(L.Callback):
             return
         trainer.save_checkpoint(self.ckpt_path)
         if trainer.is_global_zero:
-            overrides = [a for a in _command_line_overrides() if not a.startswith(("ckpt_path=", "resume=", "-"))]
             reason = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
             # A SLURM job requeued after this stop resumes from the checkpoint by itself (src.training.resume.resolve_resume).
             requeued = " (a requeued SLURM job resumes from it by itself)" if "SLURM_JOB_ID" in os.environ else ""
             log.error(
-                "Stopped by %s. A checkpoint to resume from was saved to %s%s\nResume with:\n  python -m src.train %s",
+                "Stopped by %s. A checkpoint to resume from was saved to %s%s\nResume with:\n  %s",
                 reason,
                 self.ckpt_path,
                 requeued,
-                " ".join([*overrides, f"ckpt_path={self.ckpt_path}"]),
+                continue_command(ckpt_path=self.ckpt_path),
             )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The run finished: a mid-epoch stop checkpoint from before is stale (as OnExceptionCheckpoint's teardown does).
         if trainer.is_global_zero:
             Path(self.ckpt_path).unlink(missing_ok=True)
-
-
-def _command_line_overrides() -> list[str]:
-    """The run's overrides as typed: Hydra's record of them (a sweep job under submitit has the launcher's argv)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return list(HydraConfig.get().overrides.task)
-    return sys.argv[1:]

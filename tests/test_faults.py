@@ -1,0 +1,177 @@
+"""Faults of the machine under a run, made for real: a small tmpfs as the run folder that fills up (before training,
+and mid-run when another writer takes the rest), a read-only mount, a path through a file, a data file truncated
+between a run and its resume. Mounting needs root (CI is); elsewhere those tests skip, saying why."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import ROOT, TINY, run_module
+
+QUIET = "callbacks.progress_bar.refresh_rate=0"
+DISK_FULL = 74  # src.core.errors.DiskFull.exit_status
+
+
+def mount_tmpfs(where: Path, size: str, *options: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    where.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB file system: room for a LeNet-5 run's checkpoints, until the test fills it."""
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "4m")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "ro"
+    mount_tmpfs(disk, "1m", "ro")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Take every free byte of ``disk``, as another program writing there would."""
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+# -- an output folder that cannot be written: refused before any work, exit 2, by every command -------------------
+ENTRY_POINTS = ["src.train", "src.eval", "src.predict", "src.export", "src.trust", "src.visualize", "src.summary"]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_an_output_folder_through_a_file_is_refused_by_every_command(module: str, tmp_path: Path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    result = run_module(module, f"hydra.run.dir={a_file / 'run'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"hydra.run.dir={a_file / 'run'}: the output folder cannot be written" in result.stderr
+    assert f"{a_file} is a file, not a folder" in result.stderr and "Traceback" not in result.stderr
+    assert a_file.read_text() == "not a folder"
+
+
+def test_a_read_only_output_folder_is_refused_for_a_run_a_sweep_and_a_report(read_only_disk: Path, data_dir):
+    run = run_module("src.train", *TINY, f"hydra.run.dir={read_only_disk / 'run'}")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert f"cannot create a file in {read_only_disk}: Read-only file system" in run.stderr
+
+    sweep = run_module("src.train", "-m", *TINY, "seed=1,2", f"hydra.sweep.dir={read_only_disk / 'sweep'}")
+    assert sweep.returncode == 2 and "Traceback" not in sweep.stderr, sweep.stderr[-2000:]
+    assert f"hydra.sweep.dir={read_only_disk / 'sweep'}: the output folder cannot be written" in sweep.stderr
+
+    report = subprocess.run(
+        [sys.executable, "-m", "src.report", str(read_only_disk)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert report.returncode == 2 and "Traceback" not in report.stderr, report.stderr[-2000:]
+    assert "the report cannot be written there" in report.stderr and "Read-only file system" in report.stderr
+
+
+# -- a full disk ----------------------------------------------------------------------------------------------------
+def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(tmp_path: Path, data_dir):
+    disk = tmp_path / "tiny"
+    mount_tmpfs(disk, "1200k")
+    try:
+        result = run_module("src.train", *TINY, QUIET, f"hydra.run.dir={disk / 'run'}")
+        assert result.returncode == DISK_FULL, result.stderr[-2000:]
+        assert f"Disk full before training: {disk / 'run'} has 1.2 MiB free" in result.stderr
+        assert "Nothing was trained" in result.stderr and "Traceback" not in result.stderr
+        assert json.loads((disk / "run" / "metrics.json").read_text())["status"] == "disk full"
+        assert not (disk / "run" / "checkpoints").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_disk_that_fills_mid_run_keeps_the_last_checkpoint_and_says_how_to_go_on(
+    small_disk: Path, tmp_path: Path, data_dir
+):
+    recipe = [
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=30",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "trainer.deterministic=true",
+        "seed=3",
+    ]
+    run = small_disk / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "src.train", *recipe, QUIET, f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = run / "checkpoints" / "last.ckpt"
+    while not last.exists():
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.01)
+    fill(small_disk)
+    _, stderr = proc.communicate(timeout=300)
+
+    assert proc.returncode == DISK_FULL, stderr[-3000:]
+    assert "Traceback" not in stderr and "Logging error" not in stderr, stderr[-3000:]
+    assert f"Disk full: No space left on device while writing to {run} (0 B free there)" in stderr
+    assert f"Kept: {last} (saved after epoch 0" in stderr
+    kept = torch.load(last, map_location="cpu", weights_only=True)
+    assert kept["epoch"] == 0
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")], "a torn file was left"
+
+    # Space freed, the printed command continues the run: it ends where a run never interrupted ends.
+    (small_disk / "filler").unlink()
+    command = stderr.split("continue with:\n", 1)[1].splitlines()[0].strip()
+    assert command.endswith(f"resume={run}")
+    resumed, whole = tmp_path / "resumed", tmp_path / "whole"
+    args = shlex.split(command)[3:]  # after "python -m src.train"
+    result = run_module("src.train", *args, f"hydra.run.dir={resumed}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_module("src.train", *recipe, QUIET, f"hydra.run.dir={whole}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run's weights differ from the uninterrupted run's"
+
+
+# -- data files that change between a run and its resume ------------------------------------------------------------
+def test_a_data_file_truncated_before_a_resume_is_refused_naming_it(tmp_path: Path, data_dir):
+    data = tmp_path / "data"
+    shutil.copytree(data_dir / "MNIST", data / "MNIST")
+    run = tmp_path / "run"
+    env = {"DATA_DIR": str(data)}
+    first = run_module("src.train", *TINY, QUIET, f"hydra.run.dir={run}", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    images = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    with open(images, "r+b") as f:
+        f.truncate(images.stat().st_size - 784)
+
+    result = run_module("src.train", *TINY, QUIET, f"resume={run}", f"hydra.run.dir={tmp_path / 'resumed'}", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"{images}: truncated" in result.stderr
+    torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # the run's checkpoint is untouched
