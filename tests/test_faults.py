@@ -175,3 +175,43 @@ def test_a_data_file_truncated_before_a_resume_is_refused_naming_it(tmp_path: Pa
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"{images}: truncated" in result.stderr
     torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # the run's checkpoint is untouched
+
+
+# -- TensorBoard's writer failing -------------------------------------------------------------------------------------
+def test_removing_the_run_folder_mid_run_stops_tensorboard_not_the_training(tmp_path: Path, data_dir):
+    """The run folder (TensorBoard's events, the first checkpoints) removed during training: TensorBoard's next flush
+    fails (log_every_n_steps=1 flushes each step), which is one warning; the training ends as it would have, writing
+    its later checkpoints and its record again."""
+    recipe = [
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=30",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.deterministic=true",
+        "seed=5",
+    ]
+    run, whole = tmp_path / "run", tmp_path / "whole"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "src.train", *recipe, QUIET, f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (run / "checkpoints" / "last.ckpt").exists():
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.01)
+    shutil.rmtree(run)
+    _, stderr = proc.communicate(timeout=300)
+
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stderr.count("TensorBoard's events in") == 1 and "can no longer be written" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr and "Exception in thread" not in stderr, stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    kept = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert kept["epoch"] == 2
+    result = run_module("src.train", *recipe, QUIET, f"hydra.run.dir={whole}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], kept["state_dict"][k]) for k in a), "the training was not the same"

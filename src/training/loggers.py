@@ -1,7 +1,9 @@
-"""The run's logger: Lightning's TensorBoard logger, writing the graph once and replacing what a resumed run redoes."""
+"""The run's logger: Lightning's TensorBoard logger, writing the graph once, replacing what a resumed run redoes, and
+letting training go on when its events can no longer be written."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from pathlib import Path
@@ -9,8 +11,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
-from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+from tensorboard.summary.writer.event_file_writer import EventFileWriter, _AsyncWriterThread
+from torch.utils.tensorboard import SummaryWriter
+
+from src.core.storage import disk_full_cause
+
+log = logging.getLogger(__name__)
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
@@ -24,6 +32,10 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     ``purge_step``: a run resumed at that global step (src.train passes the checkpoint's) marks its event file so that
     TensorBoard drops the events the stopped run wrote at or after that step: the work after the checkpoint, which the
     resumed run does again. Without it a preempted run's curves hold those steps twice.
+
+    Events that can no longer be written (the folder removed, the file replaced) stop TensorBoard's record, not the
+    training: one warning, and the checkpoints, history.json and metrics.json go on being written. A full disk is left
+    to src.train, which stops the run with its own message (the checkpoints could not be written either).
     """
 
     def __init__(self, save_dir: str | Path, *args: Any, purge_step: int | None = None, **kwargs: Any) -> None:
@@ -31,6 +43,15 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         if purge_step is not None:
             kwargs["purge_step"] = purge_step  # passed on to torch's SummaryWriter
         super().__init__(save_dir, *args, **kwargs)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> SummaryWriter:
+        if self._experiment is None:  # Lightning's own construction, with the writer that survives its file
+            if self.root_dir:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+        return self._experiment
 
     def log_graph(self, model: L.LightningModule, input_array: torch.Tensor | None = None) -> None:
         if getattr(self, "_graph_logged", False):
@@ -56,3 +77,50 @@ def _quiet_event_writer_threads() -> None:
 
     hook.quiet_event_writers = True  # type: ignore[attr-defined]
     threading.excepthook = hook
+
+
+class _SummaryWriter(SummaryWriter):
+    """torch's SummaryWriter whose event file writer stops, with one warning, instead of failing the run."""
+
+    def _get_file_writer(self) -> Any:
+        writer = super()._get_file_writer()
+        if not isinstance(writer.event_writer, _EventsOrWarning):
+            writer.event_writer = _EventsOrWarning(writer.event_writer)
+        return writer
+
+
+class _EventsOrWarning:
+    """Wraps TensorBoard's EventFileWriter: the first error writing events (other than a full disk) is a warning and
+    every later event is dropped."""
+
+    def __init__(self, writer: EventFileWriter) -> None:
+        self._writer, self._failed = writer, False
+
+    def get_logdir(self) -> str:
+        return self._writer.get_logdir()
+
+    def add_event(self, event: Any) -> None:
+        self._call("add_event", event)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def close(self) -> None:
+        self._call("close")
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self._failed:
+            return
+        try:
+            getattr(self._writer, method)(*args)
+        except OSError as exc:
+            if disk_full_cause(exc) is not None:
+                raise
+            self._failed = True
+            log.warning(
+                "TensorBoard's events in %s can no longer be written (%s: %s). Training goes on without them; the "
+                "checkpoints, history.json and metrics.json are still written.",
+                self._writer.get_logdir(),
+                type(exc).__name__,
+                exc,
+            )
