@@ -53,6 +53,37 @@ def read_only_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+# Three short deterministic epochs: a fault made after the first one's checkpoint meets the run mid-way.
+SHORT = [
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=30",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.deterministic=true",
+]
+
+
+def start_after_first_checkpoint(run: Path, *recipe: str) -> subprocess.Popen:
+    """``python -m src.train <recipe>`` into ``run``, returned once its first checkpoint is written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "src.train", *recipe, QUIET, f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (run / "checkpoints" / "last.ckpt").exists():
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.01)
+    return proc
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa = torch.load(a / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    wb = torch.load(b / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def fill(disk: Path) -> None:
     """Take every free byte of ``disk``, as another program writing there would."""
     with open(disk / "filler", "wb") as f:
@@ -113,26 +144,9 @@ def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(tmp_pat
 def test_a_disk_that_fills_mid_run_keeps_the_last_checkpoint_and_says_how_to_go_on(
     small_disk: Path, tmp_path: Path, data_dir
 ):
-    recipe = [
-        "trainer.max_epochs=3",
-        "trainer.limit_train_batches=30",
-        "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=2",
-        "trainer.deterministic=true",
-        "seed=3",
-    ]
-    run = small_disk / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "src.train", *recipe, QUIET, f"hydra.run.dir={run}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    last = run / "checkpoints" / "last.ckpt"
-    while not last.exists():
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        time.sleep(0.01)
+    recipe = [*SHORT, "seed=3"]
+    run, last = small_disk / "run", small_disk / "run" / "checkpoints" / "last.ckpt"
+    proc = start_after_first_checkpoint(run, *recipe)
     fill(small_disk)
     _, stderr = proc.communicate(timeout=300)
 
@@ -154,9 +168,7 @@ def test_a_disk_that_fills_mid_run_keeps_the_last_checkpoint_and_says_how_to_go_
     assert result.returncode == 0, result.stderr[-3000:]
     result = run_module("src.train", *recipe, QUIET, f"hydra.run.dir={whole}")
     assert result.returncode == 0, result.stderr[-3000:]
-    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run's weights differ from the uninterrupted run's"
+    assert same_weights(resumed, whole), "the resumed run's weights differ from the uninterrupted run's"
 
 
 # -- data files that change between a run and its resume ------------------------------------------------------------
@@ -182,26 +194,9 @@ def test_removing_the_run_folder_mid_run_stops_tensorboard_not_the_training(tmp_
     """The run folder (TensorBoard's events, the first checkpoints) removed during training: TensorBoard's next flush
     fails (log_every_n_steps=1 flushes each step), which is one warning; the training ends as it would have, writing
     its later checkpoints and its record again."""
-    recipe = [
-        "trainer.max_epochs=3",
-        "trainer.limit_train_batches=30",
-        "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=2",
-        "trainer.log_every_n_steps=1",
-        "trainer.deterministic=true",
-        "seed=5",
-    ]
+    recipe = [*SHORT, "trainer.log_every_n_steps=1", "seed=5"]
     run, whole = tmp_path / "run", tmp_path / "whole"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "src.train", *recipe, QUIET, f"hydra.run.dir={run}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not (run / "checkpoints" / "last.ckpt").exists():
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        time.sleep(0.01)
+    proc = start_after_first_checkpoint(run, *recipe)
     shutil.rmtree(run)
     _, stderr = proc.communicate(timeout=300)
 
@@ -209,9 +204,7 @@ def test_removing_the_run_folder_mid_run_stops_tensorboard_not_the_training(tmp_
     assert stderr.count("TensorBoard's events in") == 1 and "can no longer be written" in stderr, stderr[-3000:]
     assert "Traceback" not in stderr and "Exception in thread" not in stderr, stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
-    kept = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert kept["epoch"] == 2
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 2
     result = run_module("src.train", *recipe, QUIET, f"hydra.run.dir={whole}")
     assert result.returncode == 0, result.stderr[-3000:]
-    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], kept["state_dict"][k]) for k in a), "the training was not the same"
+    assert same_weights(run, whole), "the training was not the one a run left alone does"

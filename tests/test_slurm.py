@@ -356,6 +356,50 @@ def test_ddp_job_with_two_tasks_trains_through_lightnings_slurm_environment(tmp_
     assert len(list(run.glob("events.out.tfevents.*"))) >= 1
 
 
+# -- 3b. the controller restarted mid-sweep -----------------------------------------------------------------------------
+def test_a_sweep_finishes_once_per_job_when_slurmctld_restarts_mid_way(tmp_path: Path, data_dir):
+    """slurmctld stopped (SIGTERM: it saves its state) while the first jobs of a 4-job sweep run, and started again
+    a few seconds later: the jobs go on under slurmd, submitit's polling outlives the gap, and the sweep finishes with
+    each job run once, its result there once, and src.report reading all four."""
+    sweep = tmp_path / "restart"
+    proc = start_sweep(
+        sweep,
+        "seed=1,2,3,4",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=30",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+    )
+    wait_for_file(sweep / "0_seed=1" / "checkpoints" / "last.ckpt", proc)
+    controller = int(Path("/run/slurm/slurmctld.pid").read_text())
+    os.kill(controller, 15)
+    deadline = time.monotonic() + 30
+    while daemon_alive(Path("/run/slurm/slurmctld.pid")):
+        assert time.monotonic() < deadline, "slurmctld did not exit within 30 s of SIGTERM"
+        time.sleep(0.2)
+    assert command("scontrol", "ping").returncode != 0, "the controller still answers"
+    time.sleep(5)  # the running jobs go on without it
+    up = command("bash", str(SLURM_DIR / "up.sh"), timeout=300)
+    assert up.returncode == 0, up.stderr[-3000:]
+    assert "cancelled job" not in up.stdout, up.stdout
+
+    output = finish(proc, sweep)
+    assert proc.returncode == 0, output[-3000:]
+    array = job_ids(sweep)[0].split("_")[0]
+    wait_until_gone(array)
+    rows = accounting(array)
+    assert [states(rows, f"{array}_{i}") for i in range(4)] == [["COMPLETED"]] * 4, rows
+    runs = sweep_jobs(sweep)
+    assert [r.name for r in runs] == ["0_seed=1", "1_seed=2", "2_seed=3", "3_seed=4"]
+    for run in runs:
+        assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    result = run_module("src.report", str(sweep), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(sweep / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["seed"] for r in rows) == ["1", "2", "3", "4"] and {r["status"] for r in rows} == {"completed"}
+
+
 # -- 4. a job lost with killed daemons: up.sh cancels it ---------------------------------------------------------------
 def test_a_job_lost_with_killed_daemons_is_cancelled_when_the_cluster_comes_back(tmp_path: Path):
     """The daemons and the job's processes killed mid-job (a machine's session ends): slurmctld recovers the job from
