@@ -96,7 +96,16 @@ def fill(disk: Path) -> None:
 
 
 # -- an output folder that cannot be written: refused before any work, exit 2, by every command -------------------
-ENTRY_POINTS = ["src.train", "src.eval", "src.predict", "src.export", "src.trust", "src.visualize", "src.summary"]
+ENTRY_POINTS = [
+    "src.train",
+    "src.eval",
+    "src.predict",
+    "src.export",
+    "src.trust",
+    "src.visualize",
+    "src.summary",
+    "src.demo",
+]
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
