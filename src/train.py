@@ -29,6 +29,7 @@ from src.training.cpu import configure_runtime
 from src.training.lr_finder import find_learning_rate
 from src.training.resume import kept_on_full_disk, resolve_resume
 from src.training.rules import check_training_config
+from src.training.trackers import tracked_runs
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_room_for_checkpoints(model, cfg.paths.output_dir)
     if cfg.get("lr_find", {}).get("enabled") and resume is None:  # a requeued job keeps the lr its first run found
         find_learning_rate(trainer, model, datamodule, cfg.lr_find, Path(cfg.paths.output_dir))
-    # A full disk (a checkpoint, TensorBoard's events, the record) is told as one message: what was kept, how to go on
-    with kept_on_full_disk(Path(cfg.paths.output_dir)):
+    # A full disk (a checkpoint, TensorBoard's events, the record) is told as one message: what was kept, how to go on;
+    # the trackers' runs (W&B's) end with this run, as failed if it fails
+    with kept_on_full_disk(Path(cfg.paths.output_dir)), tracked_runs(trainer):
         start = time.perf_counter()
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume.path if resume else None, weights_only=True)

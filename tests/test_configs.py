@@ -20,9 +20,10 @@ GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONFIG_DIR.i
 
 
 def in_folder(composed, tmp_path: Path):
-    """The composed config, writing into ``tmp_path``."""
+    """The composed config, writing into ``tmp_path`` (the run's folder, and the shared stores: MLflow's database)."""
     with open_dict(composed):
         composed.paths.output_dir = str(tmp_path)
+        composed.paths.log_dir = str(tmp_path / "outputs")
     return composed
 
 

@@ -240,7 +240,13 @@ def no_gpu_here(command: Command) -> bool:
 def tiny(command: Command, run_dir: Path) -> list[str]:
     """The command's own overrides, then a tiny budget for every key the command does not set itself."""
     given = {a.split("=", 1)[0] for a in command.argv}
-    return [*command.argv, *(o for o in TINY if o.split("=", 1)[0] not in given), f"hydra.run.dir={run_dir}"]
+    # paths.log_dir: where the shared stores (MLflow's database) go, kept out of the project's outputs/
+    return [
+        *command.argv,
+        *(o for o in TINY if o.split("=", 1)[0] not in given),
+        f"hydra.run.dir={run_dir}",
+        f"paths.log_dir={run_dir.parent / 'outputs'}",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("log_name", log_name)
     if not OmegaConf.has_resolver("padded_side"):
         OmegaConf.register_new_resolver("padded_side", padded_side)
+    if not OmegaConf.has_resolver("tracker_name"):
+        OmegaConf.register_new_resolver("tracker_name", tracker_name)
 
 
 def log_name(job_name: str, config_name: str) -> str:
@@ -76,6 +78,28 @@ def group_choice(group: str) -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def tracker_name(which: str, log_dir: str, task_name: str, output_dir: str) -> str:
+    """``${tracker_name:group|run,${paths.log_dir},${task_name},${paths.output_dir}}`` (conf/logger/mlflow.yaml,
+    wandb.yaml): the group (MLflow's experiment, W&B's group) and the name a tracker gives this run, as
+    ``tensorboard --logdir outputs`` names it. A sweep's jobs are grouped by their sweep
+    (``train/multiruns/<date>/<time>``) and named by their folders (``0_model.activation=tanh``); a single run is in
+    its command's group (``train``) as ``runs/<date>/<time>`` (a folder outside paths.log_dir: by its name)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if which not in ("group", "run"):
+        raise ValueError(f"tracker_name: {which!r} is not group or run")
+    output, logs = Path(output_dir).absolute(), Path(log_dir).absolute()
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweep = Path(HydraConfig.get().sweep.dir).absolute()
+        group = str(sweep.relative_to(logs)) if sweep.is_relative_to(logs) else sweep.name
+        return group if which == "group" else output.name
+    runs = logs / task_name
+    return (
+        task_name if which == "group" else str(output.relative_to(runs) if output.is_relative_to(runs) else output.name)
+    )
 
 
 MAX_NAME = 200  # a folder name must stay under the file systems' 255 bytes

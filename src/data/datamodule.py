@@ -146,7 +146,7 @@ class MNISTDataModule(L.LightningDataModule):
                          val_size=val_size, pad=pad, num_workers=num_workers, normalize=normalize,
                          pixel_range=pixel_range)  # fmt: skip
         check({"data": arguments}, DATA_RULES)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # in the checkpoint; the loggers get the recipe (as LitLeNet5)
         self.dataset_cls = DATASETS[dataset]
         self.classes: list[str] = list(self.dataset_cls.classes)
         self.num_classes = len(self.classes)

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.training.lit_module import LitLeNet5
 from src.training.resume import ResumePoint
@@ -26,7 +26,9 @@ def build(cfg: DictConfig, resume: ResumePoint | None = None) -> tuple[L.Lightni
             options["log_graph"] = False  # torch.jit.trace (the TensorBoard graph) cannot trace a compiled module
         if "purge_step" in logger and resume is not None:
             options["purge_step"] = resume.global_step  # what the stopped run wrote past its checkpoint is done again
-        loggers.append(instantiate(logger, **options))
+        if str(logger.get("_target_")).endswith("WandbLogger"):  # W&B's run config: the whole composed recipe
+            options["config"] = OmegaConf.to_container(cfg, resolve=True)
+        loggers.append(instantiate(logger, _partial_=True)(**options))  # a partial: instantiate's own 'config' argument
     plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
     if (environment := slurm_environment()) is not None:
         plugins.append(environment)  # one requeue, submitit's: see src.training.slurm.slurm_environment

@@ -50,7 +50,9 @@ class LitLeNet5(L.LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = not per_pattern_updates
-        self.save_hyperparameters(ignore=["compile"])  # how a run was sped up is not part of its model
+        # In the checkpoint (how compile sped a run up is not part of its model); the loggers get the recipe's keys as
+        # typed instead of these arguments (callbacks.hparams_session, src.training.trackers)
+        self.save_hyperparameters(ignore=["compile"], logger=False)
         self.net = build_network(model)
         num_classes = self.net.num_classes
         self.example_input_array = torch.zeros(1, self.net.in_channels, self.net.input_size, self.net.input_size)

@@ -1,17 +1,22 @@
-"""The run's logger: Lightning's TensorBoard logger, writing the graph once, replacing what a resumed run redoes, and
-letting training go on when its events can no longer be written."""
+"""The run's loggers: Lightning's TensorBoard logger, writing the graph once, replacing what a resumed run redoes, and
+letting training go on when its events can no longer be written; Lightning's MLflow logger, safe for the jobs of a
+parallel sweep that share one SQLite store."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from tensorboard.summary.writer.event_file_writer import EventFileWriter, _AsyncWriterThread
 from torch.utils.tensorboard import SummaryWriter
@@ -124,3 +129,34 @@ class _EventsOrWarning:
                 type(exc).__name__,
                 exc,
             )
+
+
+class MLFlowLogger(LightningMLFlowLogger):
+    """Lightning's MLflow logger, whose first contacts with a SQLite store (MLflow's client creating its tables, then
+    the sweep's experiment and the run) are made by one process at a time: the jobs of a parallel sweep (joblib, SLURM
+    on one node) start together, and two of them creating the same new store or experiment at once fail ("table ...
+    already exists")."""
+
+    def __init__(self, *args: Any, tracking_uri: str | None = None, **kwargs: Any) -> None:
+        with _one_at_a_time(tracking_uri):
+            super().__init__(*args, tracking_uri=tracking_uri, **kwargs)
+
+    @property
+    def experiment(self) -> Any:
+        if self._initialized:
+            return super().experiment
+        with _one_at_a_time(self._tracking_uri):
+            return super().experiment
+
+
+@contextmanager
+def _one_at_a_time(tracking_uri: str | None) -> Iterator[None]:
+    """An exclusive lock beside a SQLite store (``<database>.lock``); nothing for any other store."""
+    if not str(tracking_uri).startswith("sqlite:///"):
+        yield
+        return
+    database = Path(str(tracking_uri).removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield

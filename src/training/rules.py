@@ -21,6 +21,7 @@ from src.models.networks import network_problems
 from src.training.adversarial import ADVERSARIAL_RULES
 from src.training.callbacks.diagnostics import DIAGNOSTICS_RULES
 from src.training.callbacks.tensorboard import TENSORBOARD_RULES
+from src.training.trackers import tracker_problems
 
 TRAINING_RULES = [
     Rule("optimizer.lr", lambda v: is_number(v) and v > 0, "must be a number > 0"),
@@ -76,6 +77,7 @@ def check_training_config(cfg: DictConfig, rules: Iterable[Rule] = (), *checks: 
         normalisation_given_twice,
         accelerator_check("trainer.accelerator"),
         unknown_arguments,
+        tracker_problems,
     )
 
 

@@ -1,4 +1,6 @@
-"""Callbacks that write to TensorBoard what Lightning does not: the HPARAMS tab, images, the first layer's filters."""
+"""Callbacks that record what Lightning does not: the recipe's hyperparameters (TensorBoard's HPARAMS tab, MLflow's
+params), pictures (sample images, the confusion matrix, the worst errors) and the first layer's filters, to every
+logger that can take them (src.training.trackers)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from src.core.settings import check, integer
 from src.training.callbacks.misclassified import WorstMisclassified
+from src.training.trackers import log_figure, log_image, log_recipe, log_scalar
 
 TENSORBOARD_RULES = [integer("callbacks.first_layer_filters.every_n_epochs", 1)]  # src.train's, and the callback's
 
@@ -72,6 +75,7 @@ class HParamsSession(L.Callback):
             tensor=metadata.NULL_TENSOR,
             metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)),
         )
+        log_recipe(trainer, values)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 writer = logger.experiment._get_file_writer()
@@ -96,21 +100,18 @@ class TensorBoardImages(WorstMisclassified):
 
     @rank_zero_only
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writers = tensorboard_writers(trainer)
-        if not writers or not hasattr(trainer.datamodule, "split"):
+        if not trainer.loggers or not hasattr(trainer.datamodule, "split"):
             return
         from src.core.plots import image_grid
 
         images, labels = trainer.datamodule.split("train")
         classes = self._classes(trainer)
         fig = image_grid(images[: self.samples], [classes[i] for i in labels[: self.samples].tolist()])
-        for writer in writers:
-            writer.add_figure("images/train_samples", fig, global_step=0, close=False)
+        log_figure(trainer, "images/train_samples", fig, step=0)
 
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writers = tensorboard_writers(trainer)
-        if not writers:
+        if not trainer.loggers:
             return
         from src.core.plots import confusion_matrix_figure, image_grid
 
@@ -121,8 +122,7 @@ class TensorBoardImages(WorstMisclassified):
             titles = [f"{classes[p]}\n(true: {classes[t]})" for p, t in zip(pred.tolist(), true.tolist())]
             figures["images/worst_misclassified"] = image_grid(x, titles, title_colors=["red"] * len(titles))
         for tag, fig in figures.items():
-            for writer in writers:
-                writer.add_figure(tag, fig, global_step=trainer.global_step, close=False)
+            log_figure(trainer, tag, fig, step=trainer.global_step)
 
 
 class FirstLayerFilters(L.Callback):
@@ -137,16 +137,14 @@ class FirstLayerFilters(L.Callback):
         self.every_n_epochs = every_n_epochs
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writers = tensorboard_writers(trainer)
-        if not writers:
+        if not trainer.loggers:
             return
         from src.core.plots import filter_mosaic
 
         conv = next(m for m in pl_module.net.features if isinstance(m, torch.nn.Conv2d))
         image, limit = filter_mosaic(conv.weight)
-        for writer in writers:
-            writer.add_image("filters/conv1", image, global_step=trainer.global_step, dataformats="HWC")
-            writer.add_scalar("filters/conv1_max_abs", limit, global_step=trainer.global_step)
+        log_image(trainer, "filters/conv1", image, step=trainer.global_step)
+        log_scalar(trainer, "filters/conv1_max_abs", limit, step=trainer.global_step)
 
     @rank_zero_only
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
