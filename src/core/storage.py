@@ -26,7 +26,7 @@ def unwritable_reason(folder: str | Path) -> str | None:
     """Why ``folder`` (created or not) cannot hold a run's files, or None if it can: its nearest existing ancestor
     must be a folder in which a file can be created (the probe is a temporary file, removed at once)."""
     folder = Path(folder).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == Path(p.anchor))
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # the root, at the latest
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     try:
