@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,31 @@ TINY = [
     "trainer.limit_test_batches=2",
     "callbacks.progress_bar.refresh_rate=0",
 ]
+
+
+# Three short deterministic epochs: a fault made after the first one's checkpoint meets the run mid-way.
+SHORT = [
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=30",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.deterministic=true",
+]
+
+
+def start_after_first_checkpoint(run: Path, *recipe: str) -> subprocess.Popen:
+    """``python -m src.train <recipe>`` into ``run``, returned once its first checkpoint is written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "src.train", *recipe, "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (run / "checkpoints" / "last.ckpt").exists():
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.01)
+    return proc
 
 
 def run_module(
@@ -232,3 +257,64 @@ class DemoServer:
     def address(self) -> tuple[str, int]:
         host, port = self.url.removeprefix("http://").rsplit(":", 1)
         return host, int(port)
+
+
+# -- the trackers' own readers (tests/test_trackers.py, tests/test_slurm.py) ----------------------------------------
+def mlflow_client(log_dir: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{log_dir}/mlflow.db")
+
+
+def mlflow_runs(log_dir: Path, experiment: str) -> dict[str, Any]:
+    client = mlflow_client(log_dir)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, [e.name for e in client.search_experiments()]
+    return {r.info.run_name: r for r in client.search_runs([found.experiment_id])}
+
+
+def mlflow_artifacts(log_dir: Path, run_id: str, folder: str = "") -> list[str]:
+    client, found = mlflow_client(log_dir), []
+    for item in client.list_artifacts(run_id, folder or None):
+        found += mlflow_artifacts(log_dir, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+def wandb_records(run: Path) -> Iterator[Any]:
+    """The records of a run's offline W&B file (``wandb/offline-run-*/run-*.wandb``), as W&B's protobuf ``Record``s:
+    the file is W&B's LevelDB-style log (a 7-byte header, then 32 KiB blocks of checksummed, typed chunks)."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    data = path.read_bytes()
+    assert data[:7] == b":W&B\xe1\xbe\x00", f"{path} is not a W&B run file"
+    block, pos, chunks = 32768, 7, []
+    while pos + 7 <= len(data):
+        if (left := block - pos % block) < 7:  # a block's tail too short for a chunk header is padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunks.append(data[pos + 7 : pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(chunks))
+            chunks = []
+            yield record
+
+
+def wandb_run(run: Path) -> dict[str, Any]:
+    """What W&B recorded: the run's name, group and config, each key's last logged value, the images' keys."""
+    found: dict[str, Any] = {"config": {}, "last": {}}
+    for record in wandb_records(run):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            found["name"], found["group"] = record.run.display_name, record.run.run_group
+            found["config"].update({u.key: json.loads(u.value_json) for u in record.run.config.update})
+        elif kind == "config":
+            found["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
+        elif kind == "history":
+            found["last"].update(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            )
+    return found

@@ -10,14 +10,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY, run_module
+from tests.helpers import ROOT, SHORT, TINY, run_module, start_after_first_checkpoint
 
 QUIET = "callbacks.progress_bar.refresh_rate=0"
 DISK_FULL = 74  # src.core.errors.DiskFull.exit_status
@@ -51,31 +50,6 @@ def read_only_disk(tmp_path: Path) -> Iterator[Path]:
     mount_tmpfs(disk, "1m", "ro")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-# Three short deterministic epochs: a fault made after the first one's checkpoint meets the run mid-way.
-SHORT = [
-    "trainer.max_epochs=3",
-    "trainer.limit_train_batches=30",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.deterministic=true",
-]
-
-
-def start_after_first_checkpoint(run: Path, *recipe: str) -> subprocess.Popen:
-    """``python -m src.train <recipe>`` into ``run``, returned once its first checkpoint is written."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "src.train", *recipe, QUIET, f"hydra.run.dir={run}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not (run / "checkpoints" / "last.ckpt").exists():
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        time.sleep(0.01)
-    return proc
 
 
 def same_weights(a: Path, b: Path) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY, read_scalars, run_module, sweep_jobs
+from tests.helpers import ROOT, TINY, mlflow_runs, read_scalars, run_module, sweep_jobs, wandb_run
 
 pytestmark = pytest.mark.slurm
 
@@ -183,9 +183,11 @@ def states(rows: list[tuple[str, str, str]], job: str) -> list[str]:
 # -- 1. a sweep of SLURM jobs, one of which fails ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory, data_dir) -> tuple[Path, str, list[tuple[str, str, str]]]:
-    """relu, swish (not an activation: fails), tanh: three jobs of one job array, tiny budgets."""
+    """relu, swish (not an activation: fails), tanh: three jobs of one job array, tiny budgets, recorded by every
+    logger (MLflow's SQLite store beside the sweep)."""
     sweep = tmp_path_factory.mktemp("slurm") / "grid"
-    proc = start_sweep(sweep, "model.activation=relu,swish,tanh", *TINY, "trainer.log_every_n_steps=1")
+    trackers = ["logger=[tensorboard,mlflow,wandb]", f"paths.log_dir={sweep.parent}"]
+    proc = start_sweep(sweep, "model.activation=relu,swish,tanh", *TINY, "trainer.log_every_n_steps=1", *trackers)
     output = finish(proc, sweep)
     assert proc.returncode != 0, "Hydra exited 0 although a job failed"
     array = job_ids(sweep)[0].split("_")[0]
@@ -207,6 +209,20 @@ def test_sweep_jobs_run_as_slurm_jobs_and_the_report_reads_them(grid):
     with open(sweep / "report.csv") as f:
         report = {r["model.activation"]: r["status"] for r in csv.DictReader(f)}
     assert report["relu"] == report["tanh"] == "completed" and report["swish"].startswith("FAILED"), report
+
+
+def test_each_slurm_job_is_one_tracked_run_grouped_by_the_sweep(grid):
+    """MLflow's experiment and W&B's group are the sweep; each job that ran is one run named by its folder, with its
+    own recipe and final metrics."""
+    sweep, output, _ = grid
+    runs = mlflow_runs(sweep.parent, sweep.name)  # the sweep folder is outside paths.log_dir: named by its name
+    assert sorted(runs) == ["0_model.activation=relu", "2_model.activation=tanh"], output[-3000:]
+    for job in (sweep_jobs(sweep)[0], sweep_jobs(sweep)[2]):
+        found, recorded = runs[job.name], json.loads((job / "metrics.json").read_text())["metrics"]
+        assert found.info.status == "FINISHED" and found.data.params["model.activation"] == job.name.split("=")[1]
+        assert found.data.metrics["test/acc"] == pytest.approx(recorded["test/acc"], rel=1e-6)
+        assert (wandb_run(job)["name"], wandb_run(job)["group"]) == (job.name, sweep.name)
+        assert wandb_run(job)["last"]["test/acc"] == pytest.approx(recorded["test/acc"], rel=1e-6)
 
 
 def test_a_failing_job_is_marked_failed_and_the_others_finish(grid):

@@ -5,16 +5,33 @@ TensorBoard's EventAccumulator. A real 1-epoch run and a real 2-job sweep."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from src.core.runs import find_runs
-from tests.helpers import ROOT, TINY, free_port, hparams_data, read_scalars, run_module, sweep_jobs
+from tests.helpers import (
+    ROOT,
+    SHORT,
+    TINY,
+    free_port,
+    hparams_data,
+    mlflow_artifacts,
+    mlflow_client,
+    mlflow_runs,
+    read_scalars,
+    run_module,
+    start_after_first_checkpoint,
+    sweep_jobs,
+    wandb_run,
+)
 
 pytest.importorskip("mlflow", reason="the trackers extra is not installed (pip install -e '.[trackers]')")
 pytest.importorskip("wandb", reason="the trackers extra is not installed (pip install -e '.[trackers]')")
@@ -25,64 +42,43 @@ EVERY_STEP = "trainer.log_every_n_steps=1"
 PICTURES = ["images/train_samples", "images/confusion_matrix", "images/worst_misclassified", "filters/conv1"]
 
 
-def mlflow_client(log_dir: Path):
-    from mlflow.tracking import MlflowClient
+class MLflowUI:
+    """``mlflow ui --backend-store-uri sqlite:///<store>`` (the README's command) on 127.0.0.1, in its own process
+    group; ``uri`` is its address, ``kill()`` stops it as a crash would."""
 
-    return MlflowClient(f"sqlite:///{log_dir}/mlflow.db")
+    def __init__(self, store: Path, cwd: Path) -> None:
+        self.store, self.cwd, self.port = store, cwd, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
 
+    def __enter__(self) -> MLflowUI:
+        command = ["ui", "--backend-store-uri", f"sqlite:///{self.store}", "--host", "127.0.0.1"]
+        self.log = open(self.cwd / "mlflow-ui.log", "w")  # noqa: SIM115 (closed in __exit__)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", *command, "--port", str(self.port), "--workers", "1"],
+            cwd=self.cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.cwd / "mlflow-ui.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:  # not listening yet
+                time.sleep(0.5)
+        raise AssertionError(f"mlflow ui did not answer: {(self.cwd / 'mlflow-ui.log').read_text()[-3000:]}")
 
-def mlflow_runs(log_dir: Path, experiment: str) -> dict[str, Any]:
-    client = mlflow_client(log_dir)
-    found = client.get_experiment_by_name(experiment)
-    assert found is not None, [e.name for e in client.search_experiments()]
-    return {r.info.run_name: r for r in client.search_runs([found.experiment_id])}
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
-
-def mlflow_artifacts(log_dir: Path, run_id: str, folder: str = "") -> list[str]:
-    client, found = mlflow_client(log_dir), []
-    for item in client.list_artifacts(run_id, folder or None):
-        found += mlflow_artifacts(log_dir, run_id, item.path) if item.is_dir else [item.path]
-    return found
-
-
-def wandb_records(run: Path) -> Iterator[Any]:
-    """The records of a run's offline W&B file (``wandb/offline-run-*/run-*.wandb``), as W&B's protobuf ``Record``s:
-    the file is W&B's LevelDB-style log (a 7-byte header, then 32 KiB blocks of checksummed, typed chunks)."""
-    from wandb.proto import wandb_internal_pb2
-
-    (path,) = run.glob("wandb/offline-run-*/run-*.wandb")
-    data = path.read_bytes()
-    assert data[:7] == b":W&B\xe1\xbe\x00", f"{path} is not a W&B run file"
-    block, pos, chunks = 32768, 7, []
-    while pos + 7 <= len(data):
-        if (left := block - pos % block) < 7:  # a block's tail too short for a chunk header is padding
-            pos += left
-            continue
-        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
-        chunks.append(data[pos + 7 : pos + 7 + length])
-        pos += 7 + length
-        if kind in (1, 4):  # a whole record, or the last chunk of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(b"".join(chunks))
-            chunks = []
-            yield record
-
-
-def wandb_run(run: Path) -> dict[str, Any]:
-    """What W&B recorded: the run's name, group and config, each key's last logged value, the images' keys."""
-    found: dict[str, Any] = {"config": {}, "last": {}}
-    for record in wandb_records(run):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            found["name"], found["group"] = record.run.display_name, record.run.run_group
-            found["config"].update({u.key: json.loads(u.value_json) for u in record.run.config.update})
-        elif kind == "config":
-            found["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
-        elif kind == "history":
-            found["last"].update(
-                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
-            )
-    return found
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+        self.log.close()
 
 
 def assert_params_are_the_hparams_tab(params: dict[str, str], run: Path) -> None:
@@ -110,7 +106,8 @@ def assert_same_final_metrics(run: Path, mlflow_metrics: dict[str, float], wandb
 @pytest.fixture(scope="module")
 def one_run(tmp_path_factory: pytest.TempPathFactory, data_dir) -> tuple[Path, Path]:
     log_dir = tmp_path_factory.mktemp("trackers") / "outputs"
-    result = run_module("src.train", *TINY, QUIET, EVERY_STEP, ALL, f"paths.log_dir={log_dir}")
+    diagnostics = "callbacks.diagnostics.every_n_steps=1"  # gradient norms, activations, histograms: every step
+    result = run_module("src.train", *TINY, QUIET, EVERY_STEP, ALL, diagnostics, f"paths.log_dir={log_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = find_runs(log_dir)
     return log_dir, run
@@ -146,6 +143,27 @@ def test_one_run_in_wandb_has_the_composed_config_and_the_pictures(one_run):
         assert (next(run.glob("wandb/offline-run-*")) / "files" / picture).is_file()
 
 
+def test_the_diagnostics_reach_every_logger(one_run):
+    """callbacks.diagnostics: the same gradient norms and activation statistics at the same steps in TensorBoard,
+    MLflow and W&B; the weights' and gradients' histograms in TensorBoard and W&B (MLflow draws none)."""
+    log_dir, run = one_run
+    (found,) = mlflow_runs(log_dir, "train").values()
+    events, last = read_scalars(run), wandb_run(run)["last"]
+    for tag in (
+        "diagnostics/grad_norm/total",
+        "diagnostics/grad_norm/conv1.weight",
+        "diagnostics/activations/fc1.act/dead",
+    ):
+        shown = [(e.step, e.value) for e in events.Scalars(tag)]
+        history = mlflow_client(log_dir).get_metric_history(found.info.run_id, tag)
+        assert [m.step for m in history] == [step for step, _ in shown] == [0, 1, 2], tag
+        assert [m.value for m in history] == pytest.approx([value for _, value in shown], rel=1e-6), tag
+        assert last[tag] == pytest.approx(shown[-1][1], rel=1e-6), tag
+    histograms = events.Tags()["histograms"]
+    for tag in ("diagnostics/weights/conv1.weight", "diagnostics/gradients/fc3.bias"):
+        assert tag in histograms and last[f"{tag}/_type"] == "histogram", tag
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -174,6 +192,51 @@ def test_a_sweep_is_one_tracked_run_per_job_grouped_by_the_sweep(launcher: list[
         found = wandb_run(job)
         assert (found["name"], found["group"]) == (job.name, group)
         assert_same_final_metrics(job, runs[job.name].data.metrics, found["last"])
+
+
+def test_the_readmes_mlflow_ui_shows_the_run(one_run, tmp_path: Path):
+    """``mlflow ui`` on the store a run wrote, asked through MLflow's own client over HTTP (MLflow 3.17's server
+    imports SQLAlchemy 2, which the Optuna sweeper's pin excludes: pyproject.toml)."""
+    from mlflow.tracking import MlflowClient
+
+    log_dir, run = one_run
+    with MLflowUI(log_dir / "mlflow.db", tmp_path) as ui:
+        client = MlflowClient(ui.uri)
+        (found,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert found.info.run_name == str(run.relative_to(log_dir / "train"))
+    record = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert found.data.metrics["test/acc"] == pytest.approx(record["test/acc"], rel=1e-6)
+
+
+# -- a tracker lost mid-run -------------------------------------------------------------------------------------------
+def test_a_run_whose_tracking_server_dies_keeps_training_and_says_so_once(tmp_path: Path, data_dir):
+    """A team's MLflow server (``mlflow ui``) killed after the run's first checkpoint: one warning, the training ends
+    as it would have, its checkpoints and record written; MLflow keeps what it had been sent."""
+    store, run = tmp_path / "server.db", tmp_path / "run"
+    with MLflowUI(store, tmp_path) as ui:
+        recipe = [*SHORT, EVERY_STEP, "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={ui.uri}"]
+        proc = start_after_first_checkpoint(run, *recipe)
+        ui.kill()
+        _, stderr = proc.communicate(timeout=600)
+
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stderr.count("stopped taking this run's record") == 1, stderr[-3000:]
+    assert f"MLflow at {ui.uri} stopped taking" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    assert torch_epoch(run / "checkpoints" / "last.ckpt") == 2
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")  # what the server had stored, read from its database
+    (found,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    steps = [m.step for m in client.get_metric_history(found.info.run_id, "train/loss")]
+    assert steps[:30] == list(range(30)) and len(steps) < 90, steps  # the first epoch's steps, not all three
+    assert found.info.status == "RUNNING"  # never told the run ended: the server was gone
+
+
+def torch_epoch(checkpoint: Path) -> int:
+    import torch
+
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
 
 
 # -- refused before any work ------------------------------------------------------------------------------------------

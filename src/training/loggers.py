@@ -1,11 +1,12 @@
 """The run's loggers: Lightning's TensorBoard logger, writing the graph once, replacing what a resumed run redoes, and
 letting training go on when its events can no longer be written; Lightning's MLflow logger, safe for the jobs of a
-parallel sweep that share one SQLite store."""
+parallel sweep that share one SQLite store, and letting training go on when its tracking server stops answering."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -135,18 +136,75 @@ class MLFlowLogger(LightningMLFlowLogger):
     """Lightning's MLflow logger, whose first contacts with a SQLite store (MLflow's client creating its tables, then
     the sweep's experiment and the run) are made by one process at a time: the jobs of a parallel sweep (joblib, SLURM
     on one node) start together, and two of them creating the same new store or experiment at once fail ("table ...
-    already exists")."""
+    already exists").
+
+    A tracker lost mid-run (its server stopped, its database gone) stops MLflow's record, not the training: one
+    warning, and every later call to MLflow is skipped; the checkpoints and the other loggers go on. MLflow's own
+    retries of a server that does not answer are shortened (a few seconds, once, instead of minutes at every call),
+    unless set in the environment (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and the others, MLflow's own variables).
+    """
 
     def __init__(self, *args: Any, tracking_uri: str | None = None, **kwargs: Any) -> None:
+        if str(tracking_uri).startswith(("http://", "https://")):
+            for name, value in _HTTP_RETRIES.items():
+                os.environ.setdefault(name, value)
         with _one_at_a_time(tracking_uri):
             super().__init__(*args, tracking_uri=tracking_uri, **kwargs)
+        self._client_or_warning: _ClientOrWarning | None = None
 
     @property
     def experiment(self) -> Any:
-        if self._initialized:
-            return super().experiment
-        with _one_at_a_time(self._tracking_uri):
-            return super().experiment
+        if not self._initialized:
+            with _one_at_a_time(self._tracking_uri):
+                super().experiment  # noqa: B018 (creates the experiment and the run)
+        if self._client_or_warning is None:
+            self._client_or_warning = _ClientOrWarning(super().experiment, self._tracking_uri)
+        return self._client_or_warning
+
+
+# MLflow's defaults retry an unanswered request 7 times, backing off up to 2 minutes each time
+_HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+class _ClientOrWarning:
+    """Wraps MLflow's client: the first call that fails (the server gone, the store unwritable) is a warning, and
+    every later call is skipped."""
+
+    def __init__(self, client: Any, tracking_uri: str | None) -> None:
+        self._client, self._tracking_uri, self._lost = client, tracking_uri, False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._lost:
+                return None
+            try:
+                return attribute(*args, **kwargs)
+            except (OSError, _mlflow_error()) as exc:
+                self._lost = True
+                log.warning(
+                    "MLflow at %s stopped taking this run's record (%s: %s). Training goes on without it; the "
+                    "checkpoints, history.json, metrics.json and the other loggers are still written.",
+                    self._tracking_uri,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
+                return None
+
+        return call
+
+
+def _mlflow_error() -> type[Exception]:
+    from mlflow.exceptions import MlflowException  # the trackers extra: imported only where MLflow is used
+
+    return MlflowException
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}  # each tracker's logger class and the package it needs
 
@@ -78,10 +79,23 @@ def log_image(trainer: L.Trainer, tag: str, image: np.ndarray, step: int) -> Non
             logger.log_image(tag, [_uint8(image)], step=step)
 
 
-def log_scalar(trainer: L.Trainer, tag: str, value: float, step: int) -> None:
-    """One value outside Lightning's ``self.log`` (a callback's, at a step of its choosing), to each logger."""
+def log_scalars(trainer: L.Trainer, values: dict[str, float], step: int) -> None:
+    """Values outside Lightning's ``self.log`` (a callback's, at a step of its choosing), to each logger, in one call
+    per logger (one request to an MLflow server)."""
+    if values:
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=step)
+
+
+def log_histogram(trainer: L.Trainer, tag: str, values: Tensor, step: int) -> None:
+    """A tensor's distribution to the loggers that draw one: TensorBoard's histograms, W&B's (MLflow has none)."""
     for logger in trainer.loggers:
-        logger.log_metrics({tag: value}, step=step)
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_histogram(tag, values, global_step=step)
+        elif isinstance(logger, WandbLogger):
+            import wandb
+
+            logger.experiment.log({tag: wandb.Histogram(values.numpy()), "trainer/global_step": step})
 
 
 def log_recipe(trainer: L.Trainer, params: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Why isn't it training? Per-layer gradient norms, activation statistics and histograms of weights and gradients,
-written to TensorBoard every N optimizer steps (``callbacks.diagnostics.every_n_steps``; 0, the default, is off)."""
+written to the run's loggers every N optimizer steps (``callbacks.diagnostics.every_n_steps``; 0, the default, is off):
+the scalars to every logger, the histograms to TensorBoard and W&B (src.training.trackers)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from lightning.pytorch.utilities import grad_norm, rank_zero_only
 from torch import Tensor, nn
 
 from src.core.settings import Rule, check, integer
-from src.training.callbacks.tensorboard import tensorboard_writers
+from src.training.trackers import log_histogram, log_scalars
 
 DIAGNOSTICS = ("grad_norm", "activations", "histograms")
 DIAGNOSTICS_RULES = [  # checked by src.train before any work, and by the callback itself
@@ -61,7 +62,7 @@ def activation_statistics(module: nn.Module, output: Tensor) -> dict[str, float]
 
 
 class TrainingDiagnostics(L.Callback):
-    """Every ``every_n_steps`` optimizer steps, per layer, into TensorBoard under ``diagnostics/``:
+    """Every ``every_n_steps`` optimizer steps, per layer, under ``diagnostics/`` in the run's loggers:
     ``grad_norm``: each parameter's gradient L2 norm and the total (Lightning's ``grad_norm``);
     ``activations``: each activation's mean, std and fraction saturated (sigmoid, tanh) or dead (ReLU) on that
     step's training batch; ``histograms``: each parameter's weights and gradients.
@@ -75,6 +76,8 @@ class TrainingDiagnostics(L.Callback):
         self.checks = list(checks)
         self._hooks: list[Any] = []
         self._recording = False
+        self._activations: dict[str, float] = {}  # this step's, sent when the batch ends
+        self._step = 0
 
     def _due(self, trainer: L.Trainer) -> bool:
         return self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0
@@ -91,10 +94,8 @@ class TrainingDiagnostics(L.Callback):
     def _recorder(self, trainer: L.Trainer, layer: str) -> Any:
         def record(module: nn.Module, inputs: Any, output: Tensor) -> None:
             if self._recording and module.training:
-                stats = activation_statistics(module, output)  # once, whatever the number of writers
-                for writer in tensorboard_writers(trainer):
-                    for stat, value in stats.items():
-                        writer.add_scalar(f"diagnostics/activations/{layer}/{stat}", value, trainer.global_step)
+                for stat, value in activation_statistics(module, output).items():
+                    self._activations[f"diagnostics/activations/{layer}/{stat}"] = value
 
         return record
 
@@ -102,9 +103,12 @@ class TrainingDiagnostics(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._recording = bool(self._hooks) and self._due(trainer)
+        self._step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self._recording = False
+        log_scalars(trainer, self._activations, self._step)  # the batch's layers at once
+        self._activations = {}
 
     @rank_zero_only
     def on_before_optimizer_step(
@@ -127,14 +131,12 @@ class TrainingDiagnostics(L.Callback):
         }
         if "grad_2.0_norm_total" in norms:
             values["total"] = norms["grad_2.0_norm_total"].item()
-        for writer in tensorboard_writers(trainer):
-            for name, value in values.items():
-                writer.add_scalar(f"{GRAD_NORM_TAG}{name}", value, step)
-            if "histograms" in self.checks:
-                for _, name, p in parameters:
-                    writer.add_histogram(f"diagnostics/weights/{name}", p.detach().float().cpu(), step)
-                    if p.grad is not None:
-                        writer.add_histogram(f"diagnostics/gradients/{name}", p.grad.detach().float().cpu(), step)
+        log_scalars(trainer, {f"{GRAD_NORM_TAG}{name}": value for name, value in values.items()}, step)
+        if "histograms" in self.checks:
+            for _, name, p in parameters:
+                log_histogram(trainer, f"diagnostics/weights/{name}", p.detach().float().cpu(), step)
+                if p.grad is not None:
+                    log_histogram(trainer, f"diagnostics/gradients/{name}", p.grad.detach().float().cpu(), step)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for hook in self._hooks:

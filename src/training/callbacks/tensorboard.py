@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from src.core.settings import check, integer
 from src.training.callbacks.misclassified import WorstMisclassified
-from src.training.trackers import log_figure, log_image, log_recipe, log_scalar
+from src.training.trackers import log_figure, log_image, log_recipe, log_scalars
 
 TENSORBOARD_RULES = [integer("callbacks.first_layer_filters.every_n_epochs", 1)]  # src.train's, and the callback's
 
@@ -144,7 +144,7 @@ class FirstLayerFilters(L.Callback):
         conv = next(m for m in pl_module.net.features if isinstance(m, torch.nn.Conv2d))
         image, limit = filter_mosaic(conv.weight)
         log_image(trainer, "filters/conv1", image, step=trainer.global_step)
-        log_scalar(trainer, "filters/conv1_max_abs", limit, step=trainer.global_step)
+        log_scalars(trainer, {"filters/conv1_max_abs": limit}, step=trainer.global_step)
 
     @rank_zero_only
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
