@@ -233,6 +233,36 @@ def test_a_run_whose_tracking_server_dies_keeps_training_and_says_so_once(tmp_pa
     assert found.info.status == "RUNNING"  # never told the run ended: the server was gone
 
 
+def test_a_run_whose_wandb_service_dies_keeps_training_and_says_so_once(tmp_path: Path, data_dir):
+    """W&B's service process (``wandb-core``, which writes the offline run) killed after the first checkpoint: one
+    warning, no traceback (W&B's exit hook included), the training ends as it would have."""
+    run = tmp_path / "run"
+    proc = start_after_first_checkpoint(run, *SHORT, EVERY_STEP, "logger=[tensorboard,wandb]")
+    (service,) = [pid for pid in children(proc.pid) if b"wandb-core" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(service, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=600)
+
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stderr.count("stopped taking this run's record") == 1 and "W&B (" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    assert torch_epoch(run / "checkpoints" / "last.ckpt") == 2
+    assert "val/acc" in read_scalars(run).Tags()["scalars"]  # TensorBoard went on
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def torch_epoch(checkpoint: Path) -> int:
     import torch
 

@@ -1,6 +1,7 @@
 """The run's loggers: Lightning's TensorBoard logger, writing the graph once, replacing what a resumed run redoes, and
 letting training go on when its events can no longer be written; Lightning's MLflow logger, safe for the jobs of a
-parallel sweep that share one SQLite store, and letting training go on when its tracking server stops answering."""
+parallel sweep that share one SQLite store; Lightning's W&B logger. A tracker lost mid-run (MLflow's server, W&B's
+service process) stops its record with one warning, not the training."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from tensorboard.summary.writer.event_file_writer import EventFileWriter, _AsyncWriterThread
 from torch.utils.tensorboard import SummaryWriter
 
@@ -150,7 +152,7 @@ class MLFlowLogger(LightningMLFlowLogger):
                 os.environ.setdefault(name, value)
         with _one_at_a_time(tracking_uri):
             super().__init__(*args, tracking_uri=tracking_uri, **kwargs)
-        self._client_or_warning: _ClientOrWarning | None = None
+        self._client_or_warning: _TrackerOrWarning | None = None
 
     @property
     def experiment(self) -> Any:
@@ -158,7 +160,10 @@ class MLFlowLogger(LightningMLFlowLogger):
             with _one_at_a_time(self._tracking_uri):
                 super().experiment  # noqa: B018 (creates the experiment and the run)
         if self._client_or_warning is None:
-            self._client_or_warning = _ClientOrWarning(super().experiment, self._tracking_uri)
+            from mlflow.exceptions import MlflowException  # the trackers extra: imported only where MLflow is used
+
+            tracker = f"MLflow at {self._tracking_uri}"
+            self._client_or_warning = _TrackerOrWarning(super().experiment, tracker, (OSError, MlflowException))
         return self._client_or_warning
 
 
@@ -170,15 +175,15 @@ _HTTP_RETRIES = {
 }
 
 
-class _ClientOrWarning:
-    """Wraps MLflow's client: the first call that fails (the server gone, the store unwritable) is a warning, and
-    every later call is skipped."""
+class _TrackerOrWarning:
+    """Wraps a tracker's client object (MLflow's client, W&B's run): the first of its calls that fails (the server or
+    the service process gone, the store unwritable) is a warning, then ``lost()``, and every later call is skipped."""
 
-    def __init__(self, client: Any, tracking_uri: str | None) -> None:
-        self._client, self._tracking_uri, self._lost = client, tracking_uri, False
+    def __init__(self, target: Any, tracker: str, errors: tuple[type[Exception], ...], lost: Any = None) -> None:
+        self._target, self._tracker, self._errors, self._lost_hook, self._lost = target, tracker, errors, lost, False
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
+        attribute = getattr(self._target, name)
         if not callable(attribute):
             return attribute
 
@@ -187,24 +192,44 @@ class _ClientOrWarning:
                 return None
             try:
                 return attribute(*args, **kwargs)
-            except (OSError, _mlflow_error()) as exc:
+            except self._errors as exc:
                 self._lost = True
                 log.warning(
-                    "MLflow at %s stopped taking this run's record (%s: %s). Training goes on without it; the "
-                    "checkpoints, history.json, metrics.json and the other loggers are still written.",
-                    self._tracking_uri,
+                    "%s stopped taking this run's record (%s: %s). Training goes on without it; the checkpoints, "
+                    "history.json, metrics.json and the other loggers are still written.",
+                    self._tracker,
                     type(exc).__name__,
                     str(exc).splitlines()[0] if str(exc) else "",
                 )
+                if self._lost_hook is not None:
+                    self._lost_hook()
                 return None
 
         return call
 
 
-def _mlflow_error() -> type[Exception]:
-    from mlflow.exceptions import MlflowException  # the trackers extra: imported only where MLflow is used
+class WandbLogger(LightningWandbLogger):
+    """Lightning's Weights & Biases logger, whose run, lost mid-way (W&B's service process gone), stops W&B's record,
+    not the training: one warning, W&B's service let go (no traceback from its exit hook), later calls skipped."""
 
-    return MlflowException
+    @property
+    def experiment(self) -> Any:
+        run = super().experiment
+        if getattr(self, "_run_or_warning", None) is None:
+            import wandb
+
+            self._run_or_warning = _TrackerOrWarning(run, f"W&B ({run.dir})", (OSError, wandb.Error), _let_go_of_wandb)
+        return self._run_or_warning
+
+
+def _let_go_of_wandb() -> None:
+    """Ends this process's connection to W&B's service, so that W&B's exit hook does not try it again."""
+    import wandb
+
+    try:
+        wandb.teardown(exit_code=1)
+    except (OSError, wandb.Error):
+        pass
 
 
 @contextmanager
