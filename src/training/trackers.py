@@ -87,15 +87,18 @@ def log_scalars(trainer: L.Trainer, values: dict[str, float], step: int) -> None
             logger.log_metrics(values, step=step)
 
 
-def log_histogram(trainer: L.Trainer, tag: str, values: Tensor, step: int) -> None:
-    """A tensor's distribution to the loggers that draw one: TensorBoard's histograms, W&B's (MLflow has none)."""
+def log_histograms(trainer: L.Trainer, values: dict[str, Tensor], step: int) -> None:
+    """Tensors' distributions to the loggers that draw them: TensorBoard's histograms, W&B's in one record (MLflow has
+    none)."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_histogram(tag, values, global_step=step)
-        elif isinstance(logger, WandbLogger):
+            for tag, tensor in values.items():
+                logger.experiment.add_histogram(tag, tensor, global_step=step)
+        elif isinstance(logger, WandbLogger) and values:
             import wandb
 
-            logger.experiment.log({tag: wandb.Histogram(values.numpy()), "trainer/global_step": step})
+            histograms = {tag: wandb.Histogram(tensor.numpy()) for tag, tensor in values.items()}
+            logger.experiment.log({**histograms, "trainer/global_step": step})
 
 
 def log_recipe(trainer: L.Trainer, params: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import grad_norm, rank_zero_only
 from torch import Tensor, nn
 
 from src.core.settings import Rule, check, integer
-from src.training.trackers import log_histogram, log_scalars
+from src.training.trackers import log_histograms, log_scalars
 
 DIAGNOSTICS = ("grad_norm", "activations", "histograms")
 DIAGNOSTICS_RULES = [  # checked by src.train before any work, and by the callback itself
@@ -133,10 +133,11 @@ class TrainingDiagnostics(L.Callback):
             values["total"] = norms["grad_2.0_norm_total"].item()
         log_scalars(trainer, {f"{GRAD_NORM_TAG}{name}": value for name, value in values.items()}, step)
         if "histograms" in self.checks:
+            histograms = {f"diagnostics/weights/{name}": p.detach().float().cpu() for _, name, p in parameters}
             for _, name, p in parameters:
-                log_histogram(trainer, f"diagnostics/weights/{name}", p.detach().float().cpu(), step)
                 if p.grad is not None:
-                    log_histogram(trainer, f"diagnostics/gradients/{name}", p.grad.detach().float().cpu(), step)
+                    histograms[f"diagnostics/gradients/{name}"] = p.grad.detach().float().cpu()
+            log_histograms(trainer, histograms, step)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for hook in self._hooks:
