@@ -214,7 +214,8 @@ def test_a_run_whose_tracking_server_dies_keeps_training_and_says_so_once(tmp_pa
     as it would have, its checkpoints and record written; MLflow keeps what it had been sent."""
     store, run = tmp_path / "server.db", tmp_path / "run"
     with MLflowUI(store, tmp_path) as ui:
-        recipe = [*SHORT, EVERY_STEP, "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={ui.uri}"]
+        tracker = ["logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={ui.uri}", f"paths.log_dir={tmp_path}"]
+        recipe = [*SHORT, EVERY_STEP, *tracker]  # the artifacts' folder in tmp_path, not the project's outputs/
         proc = start_after_first_checkpoint(run, *recipe)
         ui.kill()
         _, stderr = proc.communicate(timeout=600)
@@ -237,7 +238,9 @@ def test_a_run_whose_wandb_service_dies_keeps_training_and_says_so_once(tmp_path
     """W&B's service process (``wandb-core``, which writes the offline run) killed after the first checkpoint: one
     warning, no traceback (W&B's exit hook included), the training ends as it would have."""
     run = tmp_path / "run"
-    proc = start_after_first_checkpoint(run, *SHORT, EVERY_STEP, "logger=[tensorboard,wandb]")
+    proc = start_after_first_checkpoint(
+        run, *SHORT, EVERY_STEP, "logger=[tensorboard,wandb]", f"paths.log_dir={tmp_path}"
+    )
     (service,) = [pid for pid in children(proc.pid) if b"wandb-core" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     os.kill(service, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=600)
