@@ -379,3 +379,18 @@ def test_host_0000_warns_that_the_network_can_reach_it(mnist_run: TrainedRun, tm
     with DemoServer(f"ckpt_path={mnist_run.ckpt}", "port=0", f"hydra.run.dir={tmp_path / 'local'}") as local:
         assert local.address[0] == "127.0.0.1"
     assert "anyone who can reach" not in local.output
+
+
+def test_the_demo_bench_times_the_server_and_the_answer_in_process(mnist_run, tmp_path: Path):
+    """python -m src.bench.demo: a real server driven by one client then two, then the same checkpoint and canvas PNG
+    in-process: the answer's median time and its parts', every request answered."""
+    figures = tmp_path / "demo.json"
+    argv = ["--ckpt", str(mnist_run.ckpt), "--requests", "40", "--single", "20", "--clients", "2", "--repeats", "5"]
+    result = run_module("src.bench.demo", *argv, "--json", str(figures), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(figures.read_text())
+    assert found["errors"] == 0 and found["single"]["requests"] == 20 and found["concurrent"]["clients"] == 2
+    assert found["checkpoint"] == str(mnist_run.ckpt)
+    assert set(found["in_process"]) == {"answer_ms", "read_png_ms", "prepare_ms", "forward_ms"}
+    assert all(value > 0 for value in found["in_process"].values()), found["in_process"]
+    assert "in process (" in result.stdout and "the forward pass with every stage" in result.stdout, result.stdout

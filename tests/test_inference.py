@@ -6,6 +6,7 @@ Run with ``-s`` to see the measured figures (prediction agreement per image form
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -215,6 +216,43 @@ def test_drawings_on_a_transparent_background_are_read(tmp_path: Path, data_dir:
     rgba[..., 3] = digit
     Image.fromarray(rgba, "RGBA").save(tmp_path / "drawing.png")
     assert np.abs(to_mnist_format(read_grayscale(tmp_path / "drawing.png")) - digit).mean() < 1.0
+
+
+def test_the_fast_paths_give_the_general_computation_bit_for_bit(data_dir: Path):
+    """The demo's canvas PNGs (opaque RGBA) skip the alpha blend, and the crop finds the ink's box by rows and
+    columns: on real digits drawn as the page draws them, opaque and half-transparent, the grayscale image and the
+    28x28 digit are exactly what the general blend and np.nonzero's box give."""
+    from src.bench.demo import canvas_body
+
+    def general_gray(body: bytes) -> np.ndarray:  # the alpha blend, for any image with an alpha channel
+        rgba = Image.open(io.BytesIO(body)).convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+        lum = np.asarray(rgba.convert("L"), dtype=np.float32)
+        ink = float((lum * alpha).sum() / alpha.sum())
+        return lum * alpha + (255.0 if ink < 128 else 0.0) * (1.0 - alpha)
+
+    def general_box(gray: np.ndarray) -> tuple[int, int, int, int]:
+        arr = np.asarray(gray, dtype=np.float32)
+        background = float(np.median(np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])))
+        arr = np.clip(arr - background, 0.0, None)
+        rows, cols = np.nonzero(arr * (255.0 / arr.max()) > 0.2 * 255.0)
+        return rows.min(), rows.max(), cols.min(), cols.max()
+
+    digits = MNIST(str(data_dir), train=False).data[:30].numpy()
+    for digit in digits:
+        opaque = canvas_body(digit)
+        faded = Image.open(io.BytesIO(opaque)).convert("RGBA")
+        faded.putalpha(Image.fromarray(np.full((280, 280), 200, dtype=np.uint8)))
+        half = io.BytesIO()
+        faded.save(half, format="PNG")
+        for body in (opaque, half.getvalue()):
+            gray = read_grayscale(body)
+            assert gray.dtype == np.float32 and np.array_equal(gray, general_gray(body))
+            top, bottom, left, right = general_box(gray)
+            box = max(bottom - top + 1, right - left + 1)
+            shown = to_mnist_format(gray)
+            assert (shown > 0).any(axis=1).sum() == round((bottom - top + 1) * 20 / box)  # the box, scaled to 20
+            assert (shown > 0).any(axis=0).sum() == round((right - left + 1) * 20 / box)
 
 
 @pytest.mark.parametrize("side", [8_000, 100_000])  # over our 40 MP limit; over PIL's own bomb limit too

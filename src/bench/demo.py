@@ -3,6 +3,8 @@
 Starts a real server (``python -m src.demo port=0``, a subprocess on 127.0.0.1) and sends it what the page sends
 while a learner draws: a real MNIST test digit as a 280x280 canvas PNG (white strokes on black). First one client
 (latency p50/p99), then ``--clients`` at once (throughput); every answer is checked (status 200, a prediction).
+Then the same checkpoint and image in this process, without HTTP: ``Readout.predict_image``'s median time, and its
+parts' (reading the PNG, preparing the 28x28 digit, the forward pass with every stage's activations).
 Not a test: figures depend on the machine and what else runs on it.
 """
 
@@ -29,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from src.bench.recipe import data_dir
+from src.core import runs
 from src.core.config import PROJECT_ROOT
 from src.data.datasets import load_test_set
 
@@ -133,6 +136,40 @@ def drive(address: tuple[str, int], body: bytes, requests: int, clients: int) ->
     }
 
 
+def in_process(ckpt: Path, body: bytes, repeats: int) -> dict[str, float]:
+    """Milliseconds, the median of ``repeats`` calls each (after 20 not counted), on one thread as the server runs:
+    the whole answer (``Readout.predict_image``) and its parts."""
+    import torch
+
+    from src.data.images import read_grayscale, to_mnist_format
+    from src.demo.readout import Readout
+    from src.training.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(ckpt)
+    model = Readout(loaded, {}, *loaded.test_split(data_dir()))
+    torch.set_num_threads(1)
+    gray = read_grayscale(body)
+    digit = to_mnist_format(gray)
+    x = model.preprocessing(torch.from_numpy(digit).unsqueeze(0))
+    parts = {
+        "answer_ms": lambda: model.predict_image(body),
+        "read_png_ms": lambda: read_grayscale(body),
+        "prepare_ms": lambda: model.preprocessing(torch.from_numpy(to_mnist_format(gray)).unsqueeze(0)),
+        "forward_ms": lambda: model.forward(x, digit),
+    }
+    timings = {}
+    for name, call in parts.items():
+        for _ in range(20):
+            call()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        timings[name] = 1000 * statistics.median(times)
+    return timings
+
+
 def mnist_test_digit(folder: str, index: int) -> tuple[np.ndarray, int]:
     images, labels = load_test_set(folder, "mnist")
     return images[index].numpy(), int(labels[index])
@@ -145,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--single", type=int, default=1000, help="of them, sent by one client first (default 1000)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the rest (default 8)")
     parser.add_argument("--index", type=int, default=0, help="the MNIST test image drawn (default 0, a 7)")
+    parser.add_argument("--repeats", type=int, default=1000, help="in-process calls timed per part (default 1000)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     if not 0 < args.single < args.requests or args.clients < 1:
@@ -157,7 +195,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         drive(address, body, 100, 1)  # warm-up: connections, allocator, first-call paths
         single = drive(address, body, args.single, 1)
         many = drive(address, body, args.requests - args.single, args.clients)
+    ckpt = Path(args.ckpt) if args.ckpt else runs.newest_completed_checkpoint(PROJECT_ROOT / "outputs")
+    assert ckpt is not None, "the server found or trained a checkpoint under outputs/"
+    here = in_process(ckpt, body, args.repeats)
     result = {
+        "checkpoint": str(ckpt),
+        "in_process": here,
         "image": f"MNIST test #{args.index} (a {label}) as a {PAD_SIDE}x{PAD_SIDE} canvas PNG, {len(body):,} bytes",
         "cpus": os.cpu_count(),
         "single": single,
@@ -174,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for e in r["first_errors"]:
             print(f"            {e}")
     print(f"{args.requests:,} requests in all (and 100 warm-up), {result['errors']} errors, {os.cpu_count()} CPUs")
+    print(
+        f"in process ({ckpt}, one thread, median of {args.repeats}): answer {here['answer_ms']:.2f} ms; reading the "
+        f"PNG {here['read_png_ms']:.2f} ms, preparing the digit {here['prepare_ms']:.2f} ms, the forward pass with "
+        f"every stage {here['forward_ms']:.2f} ms"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -107,8 +107,11 @@ def _to_gray(img: Image.Image) -> np.ndarray:
     if not has_alpha:
         return np.asarray(img.convert("L"), dtype=np.float32)
     rgba = img.convert("RGBA")
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
     lum = np.asarray(rgba.convert("L"), dtype=np.float32)
+    opacity = np.asarray(rgba.getchannel("A"))
+    if opacity.min() == 255:  # opaque (a canvas's PNG): the blend below would give lum, bit for bit
+        return lum
+    alpha = opacity.astype(np.float32) / 255.0
     if alpha.sum() == 0:
         return np.zeros_like(lum)
     # Transparent pixels have no colour of their own: lay the drawing on a background that contrasts with its ink.
@@ -135,8 +138,9 @@ def to_mnist_format(gray: np.ndarray, box: int = 20, size: int = 28, threshold: 
     if peak < MIN_CONTRAST:
         raise ImageError("the image shows nothing: no pixels differ from its background")
     arr *= 255.0 / peak
-    rows, cols = np.nonzero(arr > threshold * 255.0)
-    arr = arr[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    ink = arr > threshold * 255.0
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))  # the ink's bounding box
+    arr = arr[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     h, w = arr.shape
     scale = box / max(h, w)

@@ -94,7 +94,8 @@ def run_network(net: nn.Module, x: Tensor, watch: Sequence[nn.Module] = ()) -> t
     last = getattr(net, "output_layer", net.classifier[-1])  # LeNet1998's RBF units (then -y), whose input is F6
     hooks.append(last.register_forward_pre_hook(lambda _m, args: penultimate.append(args[0].detach())))
     try:
-        net.eval()
+        if any(m.training for m in net.modules()):  # eval() walks and sets every module: a demo's request pays it
+            net.eval()
         with torch.no_grad():
             logits = net(x)
     finally:
