@@ -46,7 +46,9 @@ SHORT = [
 ]
 
 
-def start_after_first_checkpoint(run: Path, *recipe: str) -> subprocess.Popen:
+def start_after_first_checkpoint(
+    run: Path, *recipe: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.Popen:
     """``python -m src.train <recipe>`` into ``run``, returned once its first checkpoint is written."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "src.train", *recipe, "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}"],
@@ -54,9 +56,14 @@ def start_after_first_checkpoint(run: Path, *recipe: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
+    deadline = time.monotonic() + timeout
     while not (run / "checkpoints" / "last.ckpt").exists():
         assert proc.poll() is None, proc.stderr.read()[-3000:]
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no checkpoint within {timeout} s: {proc.communicate()[1][-3000:]}")
         time.sleep(0.01)
     return proc
 

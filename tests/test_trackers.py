@@ -238,10 +238,10 @@ def test_a_run_whose_wandb_service_dies_keeps_training_and_says_so_once(tmp_path
     """W&B's service process (``wandb-core``, which writes the offline run) killed after the first checkpoint: one
     warning, no traceback (W&B's exit hook included), the training ends as it would have."""
     run = tmp_path / "run"
-    proc = start_after_first_checkpoint(
-        run, *SHORT, EVERY_STEP, "logger=[tensorboard,wandb]", f"paths.log_dir={tmp_path}"
-    )
-    (service,) = [pid for pid in children(proc.pid) if b"wandb-core" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # its own service, not an inherited one
+    recipe = [*SHORT, EVERY_STEP, "logger=[tensorboard,wandb]", f"paths.log_dir={tmp_path}"]
+    proc = start_after_first_checkpoint(run, *recipe, env=env)
+    (service,) = [pid for pid in children(proc.pid) if b"wandb-core" in command_line(pid)]
     os.kill(service, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=600)
 
@@ -264,6 +264,13 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
 
 
 def torch_epoch(checkpoint: Path) -> int:

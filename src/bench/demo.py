@@ -3,8 +3,9 @@
 Starts a real server (``python -m src.demo port=0``, a subprocess on 127.0.0.1) and sends it what the page sends
 while a learner draws: a real MNIST test digit as a 280x280 canvas PNG (white strokes on black). First one client
 (latency p50/p99), then ``--clients`` at once (throughput); every answer is checked (status 200, a prediction).
-Then the same checkpoint and image in this process, without HTTP: ``Readout.predict_image``'s median time, and its
-parts' (reading the PNG, preparing the 28x28 digit, the forward pass with every stage's activations).
+Then the same checkpoint and image in one process, without HTTP (``python -m src.demo.timing``):
+``Readout.predict_image``'s median time, and its parts' (reading the PNG, preparing the 28x28 digit, the forward pass
+with every stage's activations).
 Not a test: figures depend on the machine and what else runs on it.
 """
 
@@ -137,37 +138,15 @@ def drive(address: tuple[str, int], body: bytes, requests: int, clients: int) ->
 
 
 def in_process(ckpt: Path, body: bytes, repeats: int) -> dict[str, float]:
-    """Milliseconds, the median of ``repeats`` calls each (after 20 not counted), on one thread as the server runs:
-    the whole answer (``Readout.predict_image``) and its parts."""
-    import torch
-
-    from src.data.images import read_grayscale, to_mnist_format
-    from src.demo.readout import Readout
-    from src.training.checkpoints import load_checkpoint
-
-    loaded = load_checkpoint(ckpt)
-    model = Readout(loaded, {}, *loaded.test_split(data_dir()))
-    torch.set_num_threads(1)
-    gray = read_grayscale(body)
-    digit = to_mnist_format(gray)
-    x = model.preprocessing(torch.from_numpy(digit).unsqueeze(0))
-    parts = {
-        "answer_ms": lambda: model.predict_image(body),
-        "read_png_ms": lambda: read_grayscale(body),
-        "prepare_ms": lambda: model.preprocessing(torch.from_numpy(to_mnist_format(gray)).unsqueeze(0)),
-        "forward_ms": lambda: model.forward(x, digit),
-    }
-    timings = {}
-    for name, call in parts.items():
-        for _ in range(20):
-            call()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        timings[name] = 1000 * statistics.median(times)
-    return timings
+    """``python -m src.demo.timing``: the answer's median milliseconds in one process, and its parts'."""
+    with tempfile.TemporaryDirectory() as folder:
+        image = Path(folder) / "canvas.png"
+        image.write_bytes(body)
+        command = [sys.executable, "-m", "src.demo.timing", str(ckpt), str(image), "--repeats", str(repeats)]
+        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m src.demo.timing failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def mnist_test_digit(folder: str, index: int) -> tuple[np.ndarray, int]:
@@ -190,13 +169,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     digit, label = mnist_test_digit(data_dir(), args.index)
     body = canvas_body(digit)
-    overrides = ["port=0", "host=127.0.0.1"] + ([f"ckpt_path={args.ckpt}"] if args.ckpt else [])
+    # the checkpoint the demo would serve, named to it, so that the in-process figures are the same model's
+    found = Path(args.ckpt) if args.ckpt else runs.newest_completed_checkpoint(PROJECT_ROOT / "outputs")
+    overrides = ["port=0", "host=127.0.0.1"] + ([f"ckpt_path={found}"] if found else [])
     with tempfile.TemporaryDirectory() as run_dir, demo_server([*overrides, f"hydra.run.dir={run_dir}"]) as address:
         drive(address, body, 100, 1)  # warm-up: connections, allocator, first-call paths
         single = drive(address, body, args.single, 1)
         many = drive(address, body, args.requests - args.single, args.clients)
-    ckpt = Path(args.ckpt) if args.ckpt else runs.newest_completed_checkpoint(PROJECT_ROOT / "outputs")
-    assert ckpt is not None, "the server found or trained a checkpoint under outputs/"
+    ckpt = found or runs.newest_completed_checkpoint(PROJECT_ROOT / "outputs")  # or the one the demo trained first
+    assert ckpt is not None, "the demo served a checkpoint, found or trained under outputs/"
     here = in_process(ckpt, body, args.repeats)
     result = {
         "checkpoint": str(ckpt),

@@ -154,6 +154,9 @@ class MLFlowLogger(LightningMLFlowLogger):
             super().__init__(*args, tracking_uri=tracking_uri, **kwargs)
         self._client_or_warning: _TrackerOrWarning | None = None
 
+    def __getstate__(self) -> dict[str, Any]:  # ddp_spawn pickles the loggers: the wrapper is made again after
+        return {**super().__getstate__(), "_client_or_warning": None}
+
     @property
     def experiment(self) -> Any:
         if not self._initialized:
@@ -167,9 +170,10 @@ class MLFlowLogger(LightningMLFlowLogger):
         return self._client_or_warning
 
 
-# MLflow's defaults retry an unanswered request 7 times, backing off up to 2 minutes each time
+# MLflow's defaults retry an unanswered request 7 times, backing off up to 2 minutes each time; here about 7 s in
+# all, enough for a busy server's 503 to pass
 _HTTP_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
@@ -183,6 +187,8 @@ class _TrackerOrWarning:
         self._target, self._tracker, self._errors, self._lost_hook, self._lost = target, tracker, errors, lost, False
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_target" not in self.__dict__:  # copy and pickle probe before __init__ ran
+            raise AttributeError(name)
         attribute = getattr(self._target, name)
         if not callable(attribute):
             return attribute
@@ -212,24 +218,34 @@ class WandbLogger(LightningWandbLogger):
     """Lightning's Weights & Biases logger, whose run, lost mid-way (W&B's service process gone), stops W&B's record,
     not the training: one warning, W&B's service let go (no traceback from its exit hook), later calls skipped."""
 
+    def __getstate__(self) -> dict[str, Any]:  # ddp_spawn pickles the loggers: the wrapper is made again after
+        state = super().__getstate__()
+        state.pop("_run_or_warning", None)
+        return state
+
     @property
     def experiment(self) -> Any:
         run = super().experiment
         if getattr(self, "_run_or_warning", None) is None:
             import wandb
 
-            self._run_or_warning = _TrackerOrWarning(run, f"W&B ({run.dir})", (OSError, wandb.Error), _let_go_of_wandb)
+            lost = (OSError, wandb.Error)
+            self._run_or_warning = _TrackerOrWarning(run, f"W&B ({run.dir})", lost, lambda: _let_go_of_wandb(run))
         return self._run_or_warning
 
 
-def _let_go_of_wandb() -> None:
-    """Ends this process's connection to W&B's service, so that W&B's exit hook does not try it again."""
+def _let_go_of_wandb(run: Any) -> None:
+    """Ends this process's connection to W&B's service, so that W&B's exit hook does not try it again, and forgets
+    the lost run, so that the next job of a sweep in this process starts its own."""
     import wandb
+    from wandb.sdk.lib import module
 
     try:
         wandb.teardown(exit_code=1)
-    except (OSError, wandb.Error):
+    except (OSError, wandb.Error, SystemExit):  # W&B exits with its dead service's status: not the training's
         pass
+    if wandb.run is run:
+        module.unset_globals()
 
 
 @contextmanager
