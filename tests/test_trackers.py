@@ -164,6 +164,24 @@ def test_the_diagnostics_reach_every_logger(one_run):
         assert tag in histograms and last[f"{tag}/_type"] == "histogram", tag
 
 
+def test_pictures_and_histograms_are_drawn_only_for_loggers_that_keep_them(tmp_path: Path):
+    """logger=csv keeps neither (the callbacks then draw nothing); TensorBoard and W&B keep both; MLflow pictures."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from src.training.loggers import MLFlowLogger
+    from src.training.trackers import keeps_histograms, keeps_pictures
+
+    def trainer(*loggers: Any) -> L.Trainer:
+        return L.Trainer(logger=list(loggers), enable_checkpointing=False, enable_progress_bar=False)
+
+    csv, board = CSVLogger(tmp_path), TensorBoardLogger(tmp_path)
+    mlflow = MLFlowLogger(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert (keeps_pictures(trainer(csv)), keeps_histograms(trainer(csv))) == (False, False)
+    assert (keeps_pictures(trainer(csv, mlflow)), keeps_histograms(trainer(csv, mlflow))) == (True, False)
+    assert (keeps_pictures(trainer(csv, board)), keeps_histograms(trainer(csv, board))) == (True, True)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 

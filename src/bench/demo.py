@@ -33,7 +33,7 @@ from PIL import Image
 
 from src.bench.recipe import data_dir
 from src.core import runs
-from src.core.config import PROJECT_ROOT
+from src.core.config import PROJECT_ROOT, compose_config
 from src.data.datasets import load_test_set
 
 PAD_SIDE = 280  # the page's drawing pad
@@ -170,14 +170,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     digit, label = mnist_test_digit(data_dir(), args.index)
     body = canvas_body(digit)
     # the checkpoint the demo would serve, named to it, so that the in-process figures are the same model's
-    found = Path(args.ckpt) if args.ckpt else runs.newest_completed_checkpoint(PROJECT_ROOT / "outputs")
+    log_dir = Path(compose_config().paths.log_dir)  # where python -m src.demo looks
+    found = Path(args.ckpt) if args.ckpt else runs.newest_completed_checkpoint(log_dir)
     overrides = ["port=0", "host=127.0.0.1"] + ([f"ckpt_path={found}"] if found else [])
     with tempfile.TemporaryDirectory() as run_dir, demo_server([*overrides, f"hydra.run.dir={run_dir}"]) as address:
         drive(address, body, 100, 1)  # warm-up: connections, allocator, first-call paths
         single = drive(address, body, args.single, 1)
         many = drive(address, body, args.requests - args.single, args.clients)
-    ckpt = found or runs.newest_completed_checkpoint(PROJECT_ROOT / "outputs")  # or the one the demo trained first
-    assert ckpt is not None, "the demo served a checkpoint, found or trained under outputs/"
+    ckpt = found or runs.newest_completed_checkpoint(log_dir)  # or the one the demo trained first
+    assert ckpt is not None, f"the demo served a checkpoint, found or trained under {log_dir}"
     here = in_process(ckpt, body, args.repeats)
     result = {
         "checkpoint": str(ckpt),

@@ -159,14 +159,13 @@ class MLFlowLogger(LightningMLFlowLogger):
 
     @property
     def experiment(self) -> Any:
-        if not self._initialized:
-            with _one_at_a_time(self._tracking_uri):
-                super().experiment  # noqa: B018 (creates the experiment and the run)
         if self._client_or_warning is None:
             from mlflow.exceptions import MlflowException  # the trackers extra: imported only where MLflow is used
 
+            with _one_at_a_time(self._tracking_uri):
+                client = super().experiment  # the first time: creates the experiment and the run
             tracker = f"MLflow at {self._tracking_uri}"
-            self._client_or_warning = _TrackerOrWarning(super().experiment, tracker, (OSError, MlflowException))
+            self._client_or_warning = _TrackerOrWarning(client, tracker, (OSError, MlflowException))
         return self._client_or_warning
 
 

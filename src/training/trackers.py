@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}  # each tracker's logger class and the package it needs
+PICTURES = (TensorBoardLogger, MLFlowLogger, WandbLogger)  # the loggers that keep pictures (CSV's does not)
+HISTOGRAMS = (TensorBoardLogger, WandbLogger)  # and those that draw distributions
 
 
 def tracker_problems(cfg: DictConfig) -> list[str]:
@@ -52,6 +54,15 @@ def _unreachable(uri: str, timeout: float = 5.0) -> str | None:
     except (OSError, ValueError) as exc:
         return getattr(exc, "strerror", None) or str(exc)
     return None
+
+
+def keeps_pictures(trainer: L.Trainer) -> bool:
+    """Whether a picture drawn now has a logger to go to (else the callbacks need not draw it)."""
+    return any(isinstance(logger, PICTURES) for logger in trainer.loggers)
+
+
+def keeps_histograms(trainer: L.Trainer) -> bool:
+    return any(isinstance(logger, HISTOGRAMS) for logger in trainer.loggers)
 
 
 def log_figure(trainer: L.Trainer, tag: str, figure: Figure, step: int) -> None:

@@ -11,7 +11,7 @@ from src.training.callbacks.diagnostics import TrainingDiagnostics
 from src.training.callbacks.history import EpochThroughput, LearningCurves
 from src.training.callbacks.misclassified import WorstMisclassified
 from src.training.callbacks.safety import DivergenceGuard, ResumableStopCheckpoint, RNGStateCheckpoint
-from src.training.callbacks.tensorboard import FirstLayerFilters, HParamsSession, TensorBoardImages, tensorboard_writers
+from src.training.callbacks.tensorboard import FirstLayerFilters, HParamsSession, TensorBoardImages
 
 __all__ = [
     "DivergenceGuard",
@@ -25,5 +25,4 @@ __all__ = [
     "TensorBoardImages",
     "TrainingDiagnostics",
     "WorstMisclassified",
-    "tensorboard_writers",
 ]

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import grad_norm, rank_zero_only
 from torch import Tensor, nn
 
 from src.core.settings import Rule, check, integer
-from src.training.trackers import log_histograms, log_scalars
+from src.training.trackers import keeps_histograms, log_histograms, log_scalars
 
 DIAGNOSTICS = ("grad_norm", "activations", "histograms")
 DIAGNOSTICS_RULES = [  # checked by src.train before any work, and by the callback itself
@@ -132,7 +132,7 @@ class TrainingDiagnostics(L.Callback):
         if "grad_2.0_norm_total" in norms:
             values["total"] = norms["grad_2.0_norm_total"].item()
         log_scalars(trainer, {f"{GRAD_NORM_TAG}{name}": value for name, value in values.items()}, step)
-        if "histograms" in self.checks:
+        if "histograms" in self.checks and keeps_histograms(trainer):  # each tensor copied to the CPU
             histograms = {f"diagnostics/weights/{name}": p.detach().float().cpu() for _, name, p in parameters}
             for _, name, p in parameters:
                 if p.grad is not None:

@@ -15,14 +15,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from src.core.settings import check, integer
 from src.training.callbacks.misclassified import WorstMisclassified
-from src.training.trackers import log_figure, log_image, log_recipe, log_scalars
+from src.training.trackers import keeps_pictures, log_figure, log_image, log_recipe, log_scalars
 
 TENSORBOARD_RULES = [integer("callbacks.first_layer_filters.every_n_epochs", 1)]  # src.train's, and the callback's
-
-
-def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
-    """The SummaryWriters of the run's TensorBoard loggers."""
-    return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
 
 class HParamsSession(L.Callback):
@@ -100,7 +95,7 @@ class TensorBoardImages(WorstMisclassified):
 
     @rank_zero_only
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.loggers or not hasattr(trainer.datamodule, "split"):
+        if not keeps_pictures(trainer) or not hasattr(trainer.datamodule, "split"):
             return
         from src.core.plots import image_grid
 
@@ -111,7 +106,7 @@ class TensorBoardImages(WorstMisclassified):
 
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.loggers:
+        if not keeps_pictures(trainer):
             return
         from src.core.plots import confusion_matrix_figure, image_grid
 
