@@ -20,6 +20,7 @@ def test_bench_tiny_writes_its_table_and_chart(tmp_path: Path, data_dir):
     for level in ("minimal", "module", "pipeline"):  # the paired per-step measurement, one row per level
         assert f"| {level}: " in table
     assert "failed" not in table
+    assert "| seed | seconds of training |" in table and " seeds reached 99.0%" in table  # tiny: seed 1's run
     assert (tmp_path / "chart.png").stat().st_size > 5_000
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     paired = results.pop("paired")
@@ -53,6 +54,33 @@ def test_report_ratios_pair_rounds_and_pool_medians(tmp_path: Path):
     assert "- raw / textbook: 0.400 (ratio of the medians above); per round 0.375 median, 0.250-0.500 range" in table
     assert "- lightning / raw: 1.250 (ratio of the medians above); per round 1.500 median, 1.000-2.000 range" in table
     assert "- lightning / textbook: 0.500" in table and "the floor for lightning / textbook" in table
+
+
+def test_time_to_accuracy_in_raw_epochs_pairs_each_seed_with_its_round():
+    """Each seed's seconds to 99% over the raw loop's training-only epoch (its validation left out, as the clock leaves
+    validations out): of its own round, and of all rounds pooled; a seed that never reached 99% is named."""
+    from src.bench.results import combine, time_to_accuracy_lines
+
+    SCORES = {"test_acc": 0.98, "peak_rss_mb": 900.0}
+    raw = combine(
+        [
+            {"round": 0, "exit_code": 0, "epoch_seconds": [9.0, 2.5, 2.5], "train_seconds": [8.0, 2.0, 2.0], **SCORES},
+            {"round": 1, "exit_code": 0, "epoch_seconds": [9.0, 4.5, 4.5], "train_seconds": [8.0, 4.0, 4.0], **SCORES},
+        ],
+        "raw",
+    )
+    tta = {
+        "rounds": [
+            {"round": 0, "seed": 1, "exit_code": 0, "seconds_to_target": 3.0},
+            {"round": 1, "seed": 2, "exit_code": 0, "seconds_to_target": 5.0},
+            {"round": 1, "seed": 3, "exit_code": 0, "tta_curve": [(1.0, 0.95), (2.0, 0.9875)]},
+        ]
+    }
+    lines = time_to_accuracy_lines(tta, raw)
+    assert "raw-loop epoch of training alone: 3.000 s, median" in lines[1]  # pooled: 2, 2, 4, 4 (first epochs out)
+    assert "| 1 | 3.00 | 1.00 | 1.50 |" in lines and "| 2 | 5.00 | 1.67 | 1.25 |" in lines
+    assert "| 3 | not reached (best 0.9875) | | |" in lines
+    assert lines[-1] == "- 2 of 3 seeds reached 99.0%; the slowest in 1.50 raw-loop epochs of time (paired by round)"
 
 
 def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp_path: Path):

@@ -14,7 +14,7 @@ import torch
 import src.bench
 from src.bench.paired import PAIRED_LEVELS, paired_summary
 from src.bench.plain import PLAIN_VARIANTS
-from src.bench.recipe import AUGMENT, SEED, data_dir, recipe_overrides
+from src.bench.recipe import AUGMENT, data_dir, recipe_overrides
 from src.bench.results import combine, machine_info, write_results
 from src.bench.worker import (
     lightning_command,
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: no CUDA GPU is available on this machine")
     if args.tiny:
-        args.epochs, args.rounds, args.tta_rounds, args.segment = min(args.epochs, 2), 1, 1, 2
+        args.epochs, args.rounds, args.tta_seeds, args.segment = min(args.epochs, 2), 1, "1", 2
     if args.worker:  # inside a worker process: run one plain loop and write its result
         return run_worker(args)
 
@@ -62,7 +62,11 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of every variant")
-    parser.add_argument("--tta-rounds", type=int, default=2, help="runs of experiment=fast_mnist (time to 99%%)")
+    parser.add_argument(
+        "--tta-seeds",
+        default="1,2,3,4,5",
+        help="seeds of experiment=fast_mnist's runs (time to 99%%), spread over the rounds",
+    )
     parser.add_argument("--tiny", action="store_true", help="a few batches per variant (CI)")
     parser.add_argument("--limit", type=int, default=5, help="batches per stage in --tiny mode")
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -87,7 +91,6 @@ TIME_TO_ACCURACY = [
     "+callbacks.time_to_accuracy._target_=src.bench.time_to_accuracy.TimeToAccuracy",
     "+callbacks.time_to_accuracy.target=0.99",
     "trainer.val_check_interval=0.25",
-    f"seed={SEED}",
 ]
 
 
@@ -122,14 +125,15 @@ def run_rounds(jobs: dict[str, list[str]], args: argparse.Namespace, out: Path) 
     """Every variant, round after round, each in its own process; their rounds combined. Rounds interleave the
     variants (A B C, A B C, ...) so a slow spell of a shared machine hits them all alike."""
     runs: dict[str, list[dict]] = {name: [] for name in jobs}
+    seeds = [int(seed) for seed in args.tta_seeds.split(",")]
     for round_ in range(args.rounds):
         for name, cmd in jobs.items():
-            if name == "fast_mnist" and round_ >= args.tta_rounds:
-                continue
-            tag = f"{name}.r{round_}"
-            round_cmd = round_command(cmd, name, tag)
-            print(f"[bench] round {round_ + 1}/{args.rounds} {name}: {shlex.join(round_cmd[1:])}", flush=True)
-            runs[name].append(run_variant(name, round_cmd, out, tag))
+            # the time to accuracy: one run per seed, the seeds dealt out over the rounds (5 rounds, 5 seeds: one each)
+            runs_here = [(s, f"{name}.r{round_}.seed{s}") for s in seeds[round_ :: args.rounds]]
+            for seed, tag in runs_here if name == "fast_mnist" else [(None, f"{name}.r{round_}")]:
+                round_cmd = round_command(cmd if seed is None else [*cmd, f"seed={seed}"], name, tag)
+                print(f"[bench] round {round_ + 1}/{args.rounds} {name}: {shlex.join(round_cmd[1:])}", flush=True)
+                runs[name].append({"round": round_, "seed": seed, **run_variant(name, round_cmd, out, tag)})
     return {name: combine(rounds, shlex.join(jobs[name][1:])) for name, rounds in runs.items()}
 
 

@@ -47,6 +47,13 @@ def plain_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor
     opt.step()
 
 
+def seconds_since(start: float, device: torch.device) -> float:
+    """Seconds since ``start`` (``time.perf_counter``) once the device's queued work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | None, overrides: list[str]) -> dict:
     """Train with a plain PyTorch loop. ``raw`` takes model, optimizer and data settings from the composed config,
     exactly as ``src.train`` would, so the only difference left is Lightning; ``textbook`` is the tutorials' code."""
@@ -60,7 +67,7 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
     else:
         net, opt, dm = plain_setup(cfg, device)
         train, val, test = dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()
-    epoch_seconds = []
+    epoch_seconds, train_seconds = [], []  # each epoch whole (its validation too), and its training alone
     for epoch in range(epochs):
         if hasattr(train, "sampler") and hasattr(train.sampler, "set_epoch"):
             train.sampler.set_epoch(epoch)
@@ -69,11 +76,14 @@ def run_plain_loop(variant: str, epochs: int, accelerator: str, limit: int | Non
             if limit is not None and i >= limit:
                 break
             plain_step(net, opt, x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+        train_seconds.append(seconds_since(start, device))
         loader_accuracy(net, val, device, limit)  # validation each epoch, as the Lightning run does
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_seconds.append(time.perf_counter() - start)
-    result = {"epoch_seconds": epoch_seconds, "test_acc": loader_accuracy(net, test, device, limit)}
+        epoch_seconds.append(seconds_since(start, device))
+    result = {
+        "epoch_seconds": epoch_seconds,
+        "train_seconds": train_seconds,
+        "test_acc": loader_accuracy(net, test, device, limit),
+    }
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
