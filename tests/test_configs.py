@@ -177,3 +177,19 @@ def test_misspelt_key_or_choice_fails_at_start_with_hydras_message(override, exp
     assert result.returncode != 0
     assert expected in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_fast_mnist_trains_in_bf16_exactly_where_the_cpu_has_bf16_instructions(cfg, monkeypatch):
+    """experiment=fast_mnist's precision follows the CPU's flags (read here from /proc/cpuinfo, apart from the code's
+    probe through torch): bf16-mixed with AVX-512 BF16 or AMX, 32-true without them, where bf16 is slower."""
+    from src.core.config import fastest_precision
+
+    flags = set()
+    if Path("/proc/cpuinfo").exists():
+        flags = {f for line in open("/proc/cpuinfo") if line.startswith("flags") for f in line.split(":")[1].split()}
+    expected = "bf16-mixed" if flags & {"avx512_bf16", "amx_tile"} else "32-true"
+    assert cfg("experiment=fast_mnist", "trainer.accelerator=cpu").trainer.precision == expected
+    assert cfg("trainer.accelerator=cpu").trainer.precision == "32-true"  # the default recipe keeps fp32
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # a CPU without them
+        monkeypatch.setattr(torch.cpu, probe, lambda: False)
+    assert fastest_precision("cpu") == "32-true"

@@ -28,6 +28,18 @@ def padded_side(pad: object) -> int | None:
     return padded_size(pad) if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0 else None
 
 
+def fastest_precision(accelerator: str) -> str:
+    """``${fastest_precision:${trainer.accelerator}}``: ``bf16-mixed`` where the device that will train has bfloat16
+    arithmetic (a CPU with AVX-512 BF16 or AMX, a GPU that supports bf16), else ``32-true``: bf16 autocast is faster
+    only with those instructions and slower without them (docs/speed.md)."""
+    import torch
+
+    if accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    cpu_has = [getattr(torch.cpu, f"_is_{name}_supported", lambda: False) for name in ("avx512_bf16", "amx_tile")]
+    return "bf16-mixed" if any(has() for has in cpu_has) else "32-true"
+
+
 def register_resolvers() -> None:
     # ${project_root:} makes default paths independent of the folder the user runs from;
     # ${pid:} keeps two runs started in the same second in separate folders.
@@ -48,6 +60,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("log_name", log_name)
     if not OmegaConf.has_resolver("padded_side"):
         OmegaConf.register_new_resolver("padded_side", padded_side)
+    if not OmegaConf.has_resolver("fastest_precision"):
+        OmegaConf.register_new_resolver("fastest_precision", fastest_precision)
     if not OmegaConf.has_resolver("tracker_name"):
         OmegaConf.register_new_resolver("tracker_name", tracker_name)
 
