@@ -74,13 +74,19 @@ def test_time_to_accuracy_in_raw_epochs_pairs_each_seed_with_its_round():
             {"round": 0, "seed": 1, "exit_code": 0, "seconds_to_target": 3.0},
             {"round": 1, "seed": 2, "exit_code": 0, "seconds_to_target": 5.0},
             {"round": 1, "seed": 3, "exit_code": 0, "tta_curve": [(1.0, 0.95), (2.0, 0.9875)]},
+            {"round": 1, "seed": 4, "exit_code": 1},  # crashed: counted, not dropped
+            {"round": 2, "seed": 5, "exit_code": 0, "seconds_to_target": 9.0},  # no raw run in round 2
         ]
     }
     lines = time_to_accuracy_lines(tta, raw)
     assert "raw-loop epoch of training alone: 3.000 s, median" in lines[1]  # pooled: 2, 2, 4, 4 (first epochs out)
     assert "| 1 | 3.00 | 1.00 | 1.50 |" in lines and "| 2 | 5.00 | 1.67 | 1.25 |" in lines
     assert "| 3 | not reached (best 0.9875) | | |" in lines
-    assert lines[-1] == "- 2 of 3 seeds reached 99.0%; the slowest in 1.50 raw-loop epochs of time (paired by round)"
+    assert "| 4 | failed (exit 1) | | |" in lines and "| 5 | 9.00 | 3.00 | n/a |" in lines
+    assert lines[-1] == (
+        "- 3 of 5 seeds reached 99.0%; the slowest in 1.50 raw-loop epochs of time (paired by round), "
+        "1 without a raw run in its round"
+    )
 
 
 def test_plain_steps_between_alternates_segments_within_each_epoch(data_dir, tmp_path: Path):

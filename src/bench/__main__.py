@@ -129,7 +129,7 @@ def run_rounds(jobs: dict[str, list[str]], args: argparse.Namespace, out: Path) 
     for round_ in range(args.rounds):
         for name, cmd in jobs.items():
             # the time to accuracy: one run per seed, the seeds dealt out over the rounds (5 rounds, 5 seeds: one each)
-            runs_here = [(s, f"{name}.r{round_}.seed{s}") for s in seeds[round_ :: args.rounds]]
+            runs_here = [(s, f"{name}.r{round_}.{k}.seed{s}") for k, s in enumerate(seeds) if k % args.rounds == round_]
             for seed, tag in runs_here if name == "fast_mnist" else [(None, f"{name}.r{round_}")]:
                 round_cmd = round_command(cmd if seed is None else [*cmd, f"seed={seed}"], name, tag)
                 print(f"[bench] round {round_ + 1}/{args.rounds} {name}: {shlex.join(round_cmd[1:])}", flush=True)

@@ -175,8 +175,8 @@ def paired_table(levels: dict[str, dict], segment: int) -> list[str]:
 def time_to_accuracy_lines(tta: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     """Each seed's seconds of training to 99.0% test accuracy, and the same in raw-loop epochs: the raw loop's median
     epoch of training alone (its validation left out, as the clock leaves validations out), in the seed's own round
-    (paired: both ran minutes apart) and over all rounds."""
-    runs = [r for r in tta.get("rounds", []) if r.get("exit_code") == 0]
+    (paired: both ran minutes apart) and over all rounds. A failed run or one that never reached 99% is a row too."""
+    runs = tta.get("rounds", [])
     if not runs:
         return []
     raw_epoch = statistics.median(raw["train_seconds"]) if raw.get("train_seconds") else None
@@ -185,21 +185,28 @@ def time_to_accuracy_lines(tta: dict[str, Any], raw: dict[str, Any]) -> list[str
         for r in raw.get("rounds", [])
         if r.get("exit_code") == 0 and r.get("train_seconds")
     }
-    rows, ratios = [], []
+    rows, reached, paired_ratios = [], 0, []
     for r in runs:
         seconds = r.get("seconds_to_target")
+        if r.get("exit_code") != 0 or "error" in r:
+            why = r.get("error") or f"exit {r.get('exit_code')}"
+            rows.append(f"| {r['seed']} | failed ({why}) | | |")
+            continue
         if seconds is None:
             best = max((a for _, a in r.get("tta_curve", [])), default=float("nan"))
             rows.append(f"| {r['seed']} | not reached (best {best:.4f}) | | |")
             continue
+        reached += 1
         paired = seconds / raw_by_round[r["round"]] if r["round"] in raw_by_round else None
-        ratios.append(paired)
+        if paired is not None:
+            paired_ratios.append(paired)
         pooled = f"{seconds / raw_epoch:.2f}" if raw_epoch else "n/a"
         rows.append(f"| {r['seed']} | {seconds:.2f} | {pooled} | {'n/a' if paired is None else f'{paired:.2f}'} |")
-    reached = len(ratios)
     summary = f"- {reached} of {len(runs)} seeds reached 99.0%"
-    if reached and None not in ratios:
-        summary += f"; the slowest in {max(ratios):.2f} raw-loop epochs of time (paired by round)"
+    if paired_ratios:
+        unpaired = reached - len(paired_ratios)
+        summary += f"; the slowest in {max(paired_ratios):.2f} raw-loop epochs of time (paired by round)"
+        summary += f", {unpaired} without a raw run in its round" if unpaired else ""
     return [
         "",
         f"Time to 99.0% MNIST test accuracy, experiment=fast_mnist (checked four times an epoch; training time only; "

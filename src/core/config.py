@@ -34,8 +34,10 @@ def fastest_precision(accelerator: str) -> str:
     only with those instructions and slower without them (docs/speed.md)."""
     import torch
 
-    if accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available()):
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        # emulated bf16 (pre-Ampere GPUs) is slower than fp32: only the real thing counts
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        return "bf16-mixed" if bf16 else "32-true"
     cpu_has = [getattr(torch.cpu, f"_is_{name}_supported", lambda: False) for name in ("avx512_bf16", "amx_tile")]
     return "bf16-mixed" if any(has() for has in cpu_has) else "32-true"
 
