@@ -128,9 +128,13 @@ def run_rounds(jobs: dict[str, list[str]], args: argparse.Namespace, out: Path) 
     seeds = [int(seed) for seed in args.tta_seeds.split(",")]
     for round_ in range(args.rounds):
         for name, cmd in jobs.items():
-            # the time to accuracy: one run per seed, the seeds dealt out over the rounds (5 rounds, 5 seeds: one each)
-            runs_here = [(s, f"{name}.r{round_}.{k}.seed{s}") for k, s in enumerate(seeds) if k % args.rounds == round_]
-            for seed, tag in runs_here if name == "fast_mnist" else [(None, f"{name}.r{round_}")]:
+            if name == "fast_mnist":  # one run per seed, dealt out over the rounds (5 rounds, 5 seeds: one each)
+                runs_here = [
+                    (s, f"{name}.r{round_}.{k}.seed{s}") for k, s in enumerate(seeds) if k % args.rounds == round_
+                ]
+            else:
+                runs_here = [(None, f"{name}.r{round_}")]
+            for seed, tag in runs_here:
                 round_cmd = round_command(cmd if seed is None else [*cmd, f"seed={seed}"], name, tag)
                 print(f"[bench] round {round_ + 1}/{args.rounds} {name}: {shlex.join(round_cmd[1:])}", flush=True)
                 runs[name].append({"round": round_, "seed": seed, **run_variant(name, round_cmd, out, tag)})
