@@ -120,20 +120,27 @@ def test_the_map_loss_and_probabilities_are_the_papers_by_hand():
     )
 
 
-def test_weights_start_uniform_within_2_4_over_the_fan_in():
+@pytest.mark.parametrize("init, scale", [("fan_in", lambda f: f), ("sqrt_fan_in", lambda f: f**0.5)])
+def test_weights_start_uniform_within_2_4_over_the_fan_in(init, scale):
     torch.manual_seed(2)
-    net = LeNet1998()
+    net = LeNet1998(init=init)
     fan_ins = {"C1": 25, "S2": 4, "C5": 400, "F6": 120}
     modules = dict([*net.features.named_children(), *net.classifier.named_children()])
     for name, fan_in in fan_ins.items():
-        bound = 2.4 / fan_in
+        bound = 2.4 / scale(fan_in)
         for p in modules[name].parameters():
             assert float(p.abs().max()) <= bound
         assert float(modules[name].weight.abs().max()) > 0.5 * bound  # spread over the range, not squeezed
     c3 = modules["C3"]
     per_kernel = c3.weight.abs().amax(dim=(1, 2))
-    bounds = 2.4 / c3.fan_in()[c3.pairs[0]]  # 75, 100 or 150: 25 per S2 map the kernel's C3 map reads
+    bounds = 2.4 / scale(c3.fan_in()[c3.pairs[0]])  # 75, 100 or 150: 25 per S2 map the kernel's C3 map reads
     assert bool((per_kernel <= bounds).all())
+    assert float(per_kernel.max()) > 0.5 * float(bounds.max())
+
+
+def test_an_unknown_initialisation_is_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"model\.init.*'glorot'.*fan_in.*sqrt_fan_in"):
+        LeNet1998(init="glorot")
 
 
 def test_pixels_are_scaled_to_the_papers_background_and_ink(data_dir):

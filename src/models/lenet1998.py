@@ -42,8 +42,11 @@ TABLE_I: tuple[tuple[int, ...], ...] = (
 # largest at +-1, and the gain stays near 1 over the range the normalised inputs and the +-1 targets use.
 SQUASH_AMPLITUDE, SQUASH_SLOPE = 1.7159, 2.0 / 3.0
 # Appendix A: weights drawn uniformly in [-2.4/F, 2.4/F], F the fan-in of the unit the connection goes to, so that
-# the weighted sums fall where the sigmoids are steepest.
+# the weighted sums fall where the sigmoids are steepest. As printed, the bound shrinks as 1/F and C5's sums (F = 400)
+# start near 0.03; `sqrt_fan_in` (2.4/sqrt(F), the 1/sqrt(F) scaling of LeCun et al.'s "Efficient BackProp", 1998)
+# starts every layer's sums near the inputs' own size. docs/lecun1998.md measures both.
 INIT_RANGE = 2.4
+INITS = ("fan_in", "sqrt_fan_in")
 # Section II.C leaves the rubbish class's penalty j unstated. 10.0: an F6 code as far from every bitmap as ten units
 # of squared distance (fewer than three of the 84 units off by 2, i.e. of the wrong sign) is as likely rubbish as any
 # digit, so a digit's own penalty keeps being pulled down until it is well inside that radius, and classes whose
@@ -67,6 +70,7 @@ NETWORK_1998_RULES = [  # the `model` group's values for src.models.LeNet1998
     choice("model.subsampling", SUBSAMPLINGS),
     choice("model.squashing", SQUASHINGS),
     choice("model.output", OUTPUTS),
+    choice("model.init", INITS),
     Rule("model.rubbish_penalty", lambda v: is_number(v) and v > 0, "must be a number > 0 (section II.C's j)"),
     Rule("model.input_size", lambda v: v == INPUT_SIZE, "must be 32: C5's 5x5 maps cover S4 exactly (data.pad=2)"),
     Rule("model.in_channels", lambda v: v == 1, "must be 1 (grey-level images)"),
@@ -189,12 +193,15 @@ class LeNet1998(nn.Module):
         output: str = "rbf",
         rubbish_penalty: float = RUBBISH_PENALTY,
         input_size: int = INPUT_SIZE,
+        init: str = "fan_in",
     ) -> None:
         super().__init__()
         arguments = dict(in_channels=in_channels, num_classes=num_classes, c3=c3, subsampling=subsampling,
-                         squashing=squashing, output=output, rubbish_penalty=rubbish_penalty, input_size=input_size)  # fmt: skip
+                         squashing=squashing, output=output, rubbish_penalty=rubbish_penalty, input_size=input_size,
+                         init=init)  # fmt: skip
         check({"model": arguments}, NETWORK_1998_RULES)
         self.input_size, self.in_channels, self.num_classes = input_size, in_channels, num_classes
+        self.init = init
         squash = (lambda: Squash()) if squashing == "scaled_tanh" else (lambda: Squash(1.0, 1.0))
         subsample = (lambda c: Subsampling(c)) if subsampling == "trainable" else (lambda c: nn.AvgPool2d(2))
         self.features = nn.Sequential(
@@ -231,15 +238,17 @@ class LeNet1998(nn.Module):
         return self.classifier.output
 
     def reset_parameters(self) -> None:
-        """Appendix A: every weight and bias uniform in [-2.4/F, 2.4/F], F the fan-in of the unit it feeds."""
+        """Appendix A: every weight and bias uniform in [-2.4/F, 2.4/F], F the fan-in of the unit it feeds
+        (``init="sqrt_fan_in"``: in [-2.4/sqrt(F), 2.4/sqrt(F)])."""
+        scale = (lambda fan_in: fan_in) if self.init == "fan_in" else (lambda fan_in: fan_in**0.5)
         with torch.no_grad():
             for module in [*self.features, *self.classifier]:
                 if isinstance(module, nn.Conv2d):  # each output unit's bound, 2.4 / its fan-in
-                    bound = torch.full((module.out_channels,), INIT_RANGE / math.prod(module.weight.shape[1:]))
+                    bound = torch.full((module.out_channels,), INIT_RANGE / scale(math.prod(module.weight.shape[1:])))
                 elif isinstance(module, nn.Linear):
-                    bound = torch.full((module.out_features,), INIT_RANGE / module.in_features)
+                    bound = torch.full((module.out_features,), INIT_RANGE / scale(module.in_features))
                 elif isinstance(module, (SparseConv, Subsampling)):
-                    bound = INIT_RANGE / module.fan_in()
+                    bound = INIT_RANGE / scale(module.fan_in())
                 else:
                     continue
                 # a SparseConv packs one kernel per connection: each takes the bound of the map it feeds
