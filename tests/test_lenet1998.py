@@ -121,7 +121,7 @@ def test_the_map_loss_and_probabilities_are_the_papers_by_hand():
 
 
 @pytest.mark.parametrize("init, scale", [("fan_in", lambda f: f), ("sqrt_fan_in", lambda f: f**0.5)])
-def test_weights_start_uniform_within_2_4_over_the_fan_in(init, scale):
+def test_weights_start_uniform_within_2_4_over_the_fan_in_or_its_square_root(init, scale):
     torch.manual_seed(2)
     net = LeNet1998(init=init)
     fan_ins = {"C1": 25, "S2": 4, "C5": 400, "F6": 120}

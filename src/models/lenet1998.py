@@ -12,7 +12,8 @@ constant penalty j (``rubbish_logit``; ``src.models.outputs`` adds it wherever a
 
 Each of the paper's decisions can be undone on its own, for the ablations of docs/lecun1998.md: ``c3="full"`` (every
 C3 map fed by every S2 map), ``subsampling="average"`` (plain 2x2 average pooling), ``squashing="tanh"`` (plain tanh
-instead of 1.7159 tanh(2a/3)) and ``output="linear"`` (a trainable linear layer, read with softmax and cross-entropy).
+instead of 1.7159 tanh(2a/3)), ``output="linear"`` (a trainable linear layer, read with softmax and cross-entropy)
+and ``init="sqrt_fan_in"`` (weights within 2.4/sqrt(F) instead of Appendix A's printed 2.4/F).
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class LeNet1998(nn.Module):
         scale = (lambda fan_in: fan_in) if self.init == "fan_in" else (lambda fan_in: fan_in**0.5)
         with torch.no_grad():
             for module in [*self.features, *self.classifier]:
-                if isinstance(module, nn.Conv2d):  # each output unit's bound, 2.4 / its fan-in
+                if isinstance(module, nn.Conv2d):  # each output unit's bound, from its fan-in
                     bound = torch.full((module.out_channels,), INIT_RANGE / scale(math.prod(module.weight.shape[1:])))
                 elif isinstance(module, nn.Linear):
                     bound = torch.full((module.out_features,), INIT_RANGE / scale(module.in_features))
