@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.plugins.hparams import api_pb2
 
+from src.data.datasets import load_test_set
+from src.data.preprocessing import Preprocessing
+from src.training.lit_module import LitLeNet5
 from tests.helpers import ROOT, TINY, hparams_data, read_scalars, run_module, sweep_jobs
 
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
@@ -307,3 +311,26 @@ def test_time_to_accuracy_counts_every_training_batch_around_mid_epoch_validatio
     tta.on_train_batch_start(trainer, module, None, 2)  # clock 2: training again, after the validation
     tta.on_train_epoch_end(trainer, module)  # clock 3: epoch end, no validation after it
     assert tta.train_seconds == 2.0
+
+
+def test_the_test_reads_the_weights_in_float32_under_a_bf16_recipe(data_dir):
+    """fast_mnist trains in bf16-mixed where the CPU has bf16 arithmetic; its logged test/acc must still be what
+    src.eval (float32) reports for the checkpoint: the test step's logits are the float32 network's, bit for bit."""
+    torch.manual_seed(0)
+    module = LitLeNet5(model={}, optimizer={})
+    images, labels = load_test_set(data_dir, "mnist")
+    x = Preprocessing(2, 0.1307, 0.3081)(images[:64])
+    seen = []
+
+    class Keep(L.Callback):
+        def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            seen.append(outputs["logits"])
+
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, callbacks=[Keep()],
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, labels[:64]), batch_size=64)
+    trainer.test(module, dataloaders=loader, verbose=False)
+    with torch.inference_mode():
+        expected = module.net.eval()(x)
+    assert seen[0].dtype == torch.float32
+    assert torch.equal(seen[0], expected)
