@@ -21,7 +21,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from src.core.errors import CheckpointError, ImageError
-from src.data.images import ink_box, prepare_image, read_grayscale, to_mnist_format
+from src.data.images import ink_box, ink_crop, prepare_image, read_grayscale, to_mnist_format
 from src.training.checkpoints import load_checkpoint
 from tests.conftest import TrainedRun
 from tests.helpers import CodePayload, run_module, tiny_png_claiming
@@ -219,9 +219,10 @@ def test_drawings_on_a_transparent_background_are_read(tmp_path: Path, data_dir:
 
 
 def test_the_fast_paths_give_the_general_computation_bit_for_bit(data_dir: Path):
-    """The demo's canvas PNGs (opaque RGBA) skip the alpha blend, and the crop finds the ink's box by rows and
-    columns: on real digits drawn as the page draws them, opaque and half-transparent, the grayscale image and the
-    ink's box are exactly what the general blend and np.nonzero give; a one-pixel box too."""
+    """The demo's canvas PNGs (opaque RGBA) skip the alpha blend and stay whole numbers (uint8); the strokes are
+    computed only inside a box sure to hold the ink, found on the raw pixels, and the ink's box by rows and columns:
+    on real digits drawn as the page draws them, opaque and half-transparent, light on dark and dark on light, the
+    grayscale image and the cropped strokes are exactly what the blend and the whole picture's computation give."""
     from src.bench.demo import canvas_body
 
     def general_gray(body: bytes) -> np.ndarray:  # the alpha blend, for any image with an alpha channel
@@ -231,20 +232,29 @@ def test_the_fast_paths_give_the_general_computation_bit_for_bit(data_dir: Path)
         ink = float((lum * alpha).sum() / alpha.sum())
         return lum * alpha + (255.0 if ink < 128 else 0.0) * (1.0 - alpha)
 
+    def general_crop(gray: np.ndarray) -> np.ndarray:  # over the whole picture, the box by np.nonzero
+        arr = np.asarray(gray, dtype=np.float32)
+        background = float(np.median(np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])))
+        if background > 127.5:
+            arr, background = 255.0 - arr, 255.0 - background
+        arr = np.clip(arr - background, 0.0, None)
+        arr *= 255.0 / arr.max()
+        rows, cols = np.nonzero(arr > 0.2 * 255.0)
+        return arr[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
     digits = MNIST(str(data_dir), train=False).data[:30].numpy()
     for digit in digits:
-        opaque = canvas_body(digit)
-        faded = Image.open(io.BytesIO(opaque)).convert("RGBA")
-        faded.putalpha(Image.fromarray(np.full((280, 280), 200, dtype=np.uint8)))
-        half = io.BytesIO()
-        faded.save(half, format="PNG")
-        for body in (opaque, half.getvalue()):
-            gray = read_grayscale(body)
-            assert gray.dtype == np.float32 and np.array_equal(gray, general_gray(body))
-            arr = np.clip(gray - np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])), 0.0, None)
-            ink = arr * (255.0 / arr.max()) > 0.2 * 255.0  # as to_mnist_format marks the ink
-            rows, cols = np.nonzero(ink)  # the box as to_mnist_format cropped it before
-            assert ink_box(ink) == (rows.min(), rows.max(), cols.min(), cols.max())
+        for drawn in (digit, 255 - digit):
+            opaque = canvas_body(drawn)
+            faded = Image.open(io.BytesIO(opaque)).convert("RGBA")
+            faded.putalpha(Image.fromarray(np.full((280, 280), 200, dtype=np.uint8)))
+            half = io.BytesIO()
+            faded.save(half, format="PNG")
+            for body, dtype in ((opaque, np.uint8), (half.getvalue(), np.float32)):
+                gray = read_grayscale(body)
+                assert gray.dtype == dtype and np.array_equal(gray, general_gray(body))
+                crop, expected = ink_crop(gray), general_crop(gray)
+                assert crop.dtype == np.float32 and crop.shape == expected.shape and np.array_equal(crop, expected)
     dot = np.zeros((280, 280), dtype=bool)
     dot[3, 277] = True
     assert ink_box(dot) == (3, 3, 277, 277)

@@ -8,6 +8,7 @@ empty one is an ``ImageError`` naming the file and the fault.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,7 +55,8 @@ def list_images(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
 def read_grayscale(
     source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
 ) -> np.ndarray:
-    """An image as a float grayscale array on the 0..255 scale (any mode, size, orientation or transparency).
+    """An image as a grayscale array on the 0..255 scale (any mode, size, orientation or transparency): uint8 for an
+    8-bit image, float32 where rescaling or blending made fractions.
 
     ``source`` is a file's path, the file's bytes or a binary file object; messages name it by ``name``, else by
     the path (or "the image" for bytes and file objects)."""
@@ -79,7 +81,7 @@ def read_grayscale(
                 if width == 0 or height == 0:
                     raise ImageError(f"{where}: the image is empty ({width}x{height})")
                 img.draft("L", (WORKING_SIZE, WORKING_SIZE))  # JPEG: decode at a reduced scale, much faster
-                img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+                ImageOps.exif_transpose(img, in_place=True)  # phone photos store their rotation in EXIF
                 gray = _to_gray(img)
     except ImageError:
         raise
@@ -94,7 +96,7 @@ def read_grayscale(
     if max(gray.shape) > WORKING_SIZE:  # area-average down first: later steps then cost the same for any size
         scale = WORKING_SIZE / max(gray.shape)
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-        gray = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX))
+        gray = np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BOX))
     return gray
 
 
@@ -105,12 +107,13 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         return (arr - low) * (255.0 / span) if span > 0 else np.zeros_like(arr)
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if not has_alpha:
-        return np.asarray(img.convert("L"), dtype=np.float32)
-    rgba = img.convert("RGBA")
-    lum = np.asarray(rgba.convert("L"), dtype=np.float32)
+        return np.asarray(img.convert("L"))
+    rgba = img if img.mode == "RGBA" else img.convert("RGBA")
+    lum = np.asarray(rgba.convert("L"))
     opacity = np.asarray(rgba.getchannel("A"))
     if opacity.min() == 255:  # opaque (a canvas's PNG): the blend below would give lum, bit for bit
         return lum
+    lum = lum.astype(np.float32)
     alpha = opacity.astype(np.float32) / 255.0
     if alpha.sum() == 0:
         return np.zeros_like(lum)
@@ -124,23 +127,10 @@ def to_mnist_format(gray: np.ndarray, box: int = 20, size: int = 28, threshold: 
     """A grayscale picture of one character -> a ``size`` x ``size`` float image (0..255) laid out as MNIST's.
 
     MNIST's recipe (LeCun et al.): light strokes on black, the character scaled to fit a 20x20 box (aspect ratio
-    kept), placed in 28x28 so that its centre of mass is at the centre. Here: invert when the background (the
-    median of the border pixels) is light, subtract the background and stretch the strokes to full white, crop to
-    the pixels above ``threshold`` of the peak, scale the longer side to ``box``, then centre by mass.
+    kept), placed in 28x28 so that its centre of mass is at the centre. Here: the strokes cropped as ``ink_crop``
+    finds them, the longer side scaled to ``box``, then centred by mass.
     """
-    arr = np.asarray(gray, dtype=np.float32)
-    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    background = float(np.median(border))
-    if background > 127.5:  # dark ink on light paper: MNIST is light on dark
-        arr, background = 255.0 - arr, 255.0 - background
-    arr = np.clip(arr - background, 0.0, None)
-    peak = float(arr.max())
-    if peak < MIN_CONTRAST:
-        raise ImageError("the image shows nothing: no pixels differ from its background")
-    arr *= 255.0 / peak
-    top, bottom, left, right = ink_box(arr > threshold * 255.0)
-    arr = arr[top : bottom + 1, left : right + 1]
-
+    arr = ink_crop(gray, threshold)
     h, w = arr.shape
     scale = box / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
@@ -157,6 +147,40 @@ def to_mnist_format(gray: np.ndarray, box: int = 20, size: int = 28, threshold: 
     out = np.zeros((size, size), dtype=np.float32)
     out[top : top + new_h, left : left + new_w] = arr
     return out
+
+
+def ink_crop(gray: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """A grayscale picture's strokes, light on dark (float32): inverted when the background (the median of the border
+    pixels) is light, the background subtracted, stretched so that the strongest is 255, and cropped to the pixels
+    above ``threshold`` of it. An ``ImageError`` when no pixel stands out from the background."""
+    arr = np.asarray(gray)
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.float32, copy=False)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    background = float(np.median(border))
+    light_paper = background > 127.5  # dark ink on light paper: MNIST is light on dark
+    peak = float(_strokes(np.array([arr.min() if light_paper else arr.max()]), background, light_paper)[0])
+    if peak < MIN_CONTRAST:
+        raise ImageError("the image shows nothing: no pixels differ from its background")
+    # The strokes are computed only inside a box sure to hold every inked pixel (those past half the threshold, found
+    # on the raw pixels): the same values as over the whole picture, for a fraction of its time and memory.
+    low, high = background - threshold / 2 * peak, background + threshold / 2 * peak
+    if arr.dtype == np.uint8:  # whole numbers: the same test against a whole bound, a tenth of the time
+        low, high = math.ceil(low), math.floor(high)
+    top, bottom, left, right = ink_box(arr < low if light_paper else arr > high)
+    arr = _strokes(arr[top : bottom + 1, left : right + 1], background, light_paper)
+    arr *= 255.0 / peak
+    top, bottom, left, right = ink_box(arr > threshold * 255.0)
+    return arr[top : bottom + 1, left : right + 1]
+
+
+def _strokes(pixels: np.ndarray, background: float, light_paper: bool) -> np.ndarray:
+    """Each pixel's ink over the background (float32, light on dark, 0 where there is none): elementwise, so a crop's
+    values are the whole picture's."""
+    pixels = pixels.astype(np.float32)
+    if light_paper:
+        return np.clip((255.0 - pixels) - (255.0 - background), 0.0, None)
+    return np.clip(pixels - background, 0.0, None)
 
 
 def ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
