@@ -24,7 +24,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 from src.core.plots import feature_maps_figure, filter_grid, filter_mosaic
 from src.models import build_network
 from src.models.lenet1998 import LeNet1998, SparseConv, Subsampling
-from src.models.stages import conv_layers, conv_weight, feature_stages, hidden_stages, run_network
+from src.models.stages import StageReader, conv_layers, conv_weight, feature_stages, hidden_stages, run_network
 from src.training.checkpoints import load_checkpoint
 from src.visualize.__main__ import draw_paper_layers
 from src.visualize.paper_layers import connected, sparse_convs, subsampling_figure, subsampling_layers, table_1_figure
@@ -130,6 +130,26 @@ def test_stages_of_a_batch_norm_tanh_network_are_named_by_what_lies_between():
     assert not net.training and penultimate.shape == (3, 84)
     with torch.no_grad():
         assert torch.allclose(logits, net(x))
+
+
+def test_a_stage_reader_keeps_its_hooks_for_many_passes_and_reads_what_run_network_reads():
+    """The demo's reader: hooks put on once, each pass's own stages (not the last pass's), eval mode restored when a
+    call finds the network training, and no hook left after close()."""
+    net = build_network({"activation": "tanh", "pooling": "avg", "batch_norm": True, "dropout": 0.5})
+    watch = [m for _, m in feature_stages(net) + hidden_stages(net)]
+    hooked = [len(m._forward_hooks) for m in watch]
+    xs = [torch.randn(1, 1, 32, 32) for _ in range(3)]
+    with StageReader(net, watch) as read:
+        assert [len(m._forward_hooks) for m in watch] == [n + 1 for n in hooked]
+        for x in xs:
+            net.train()
+            logits, maps, penultimate = read(x)
+            assert not net.training
+            expected_logits, expected_maps, expected_penultimate = run_network(net, x, watch)
+            assert torch.equal(logits, expected_logits) and torch.equal(penultimate, expected_penultimate)
+            assert len(maps) == len(watch) and all(torch.equal(m, e) for m, e in zip(maps, expected_maps))
+    assert [len(m._forward_hooks) for m in watch] == hooked
+    assert not net.classifier[-1]._forward_pre_hooks
 
 
 def test_a_feature_map_picture_shows_each_stage_in_order_with_its_shape(runs: dict[str, Path], data_dir: Path):

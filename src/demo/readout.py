@@ -23,7 +23,7 @@ from src.data.images import DEFAULT_MAX_PIXELS, MIN_CONTRAST, read_grayscale, to
 from src.models.bitmaps import HEIGHT, WIDTH
 from src.models.lenet1998 import EuclideanRBF
 from src.models.outputs import probabilities, with_rubbish
-from src.models.stages import conv_layers, conv_weight, feature_stages, hidden_stages, run_network
+from src.models.stages import StageReader, conv_layers, conv_weight, feature_stages, hidden_stages
 from src.training.checkpoints import LoadedCheckpoint
 
 BLANK = "nothing drawn"
@@ -52,8 +52,9 @@ def quantise(values: Tensor | np.ndarray, low: float | None = None, high: float 
 class Readout:
     """One checkpoint, loaded once, with its test set: predictions with every stage's activations.
 
-    ``run_network`` hooks the shared modules for each call, so forward passes are serialised by a lock; decoding and
-    preparing images (most of a request's time) runs outside it, in parallel."""
+    Its ``StageReader`` keeps hooks on the network's stages and collects one pass's outputs at a time, so forward
+    passes are serialised by a lock; decoding and preparing images (most of a request's time) runs outside it, in
+    parallel."""
 
     def __init__(self, loaded: LoadedCheckpoint, info: dict[str, Any], test_x: Tensor, test_y: Tensor,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:  # fmt: skip
@@ -75,10 +76,14 @@ class Readout:
             predicted = torch.cat([self.net(batch).argmax(dim=1) for batch in test_x.split(1000)])
         self.test_predicted = predicted
         self.misclassified = (predicted != test_y).nonzero().flatten().tolist()
+        # f6: the output layer's input, read on the same pass
+        self.read = StageReader(self.net, self.modules if self.rbf is None else [*self.modules, self.rbf])
         with torch.inference_mode():
-            _, maps, _ = run_network(self.net, test_x[:1], self.modules)
+            _, maps, _ = self.read(test_x[:1])
         # A stage of 1x1 maps (LeNet1998's C5: 120 maps of one unit each) is shown as what it is, a row of units.
-        self.stage_shapes = [list(m.shape[1:2]) if m.shape[2:] == (1, 1) else list(m.shape[1:]) for m in maps]
+        self.stage_shapes = [
+            list(m.shape[1:2]) if m.shape[2:] == (1, 1) else list(m.shape[1:]) for m in maps[: len(self.stages)]
+        ]
 
     # -- description
     def describe(self) -> dict[str, Any]:
@@ -134,16 +139,17 @@ class Readout:
     # -- predictions
     def forward(self, x: Tensor, digit: np.ndarray) -> dict[str, Any]:
         """One model input (1, 1, side, side) -> the answer the page draws."""
-        watch = self.modules if self.rbf is None else [*self.modules, self.rbf]
         with self.lock, torch.inference_mode():
-            logits, maps, f6 = run_network(self.net, x, watch)  # f6: the output layer's input, on the same pass
+            logits, maps, f6 = self.read(x)
         logits = logits.float()
-        probs = probabilities(self.net, logits)[0]  # LeNet1998's: the paper's p_i, which leave the rubbish its share
-        top = int(probs.argmax())
+        probs = probabilities(self.net, logits)[
+            0
+        ].tolist()  # LeNet1998's: the paper's p_i, leaving the rubbish its share
+        top = max(range(len(probs)), key=probs.__getitem__)
         answer = {
             "blank": False,
-            "prediction": {"index": top, "class": self.classes[top], "probability": float(probs[top])},
-            "probabilities": [round(float(p), 6) for p in probs],
+            "prediction": {"index": top, "class": self.classes[top], "probability": probs[top]},
+            "probabilities": [round(p, 6) for p in probs],
             "input": quantise(digit, 0.0, 255.0),
             "stages": [
                 {"name": stage, **quantise(m[0].reshape(shape))}

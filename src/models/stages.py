@@ -81,24 +81,53 @@ def _stages(
     return stages
 
 
+class StageReader:
+    """Hooks left on a network for many forward passes, for a caller that reads the same stages pass after pass (the
+    demo) without hooking and unhooking every module each time. Each call is one forward pass in eval mode and returns
+    what ``run_network`` returns; one call at a time (the outputs land in the reader). ``close()`` removes the hooks.
+
+    The network is put in eval mode when the reader is made (and again if a call finds it in training mode)."""
+
+    def __init__(self, net: nn.Module, watch: Sequence[nn.Module] = ()) -> None:
+        self.net, self.count = net, len(watch)
+        self.outputs: dict[int, Tensor] = {}
+        self.penultimate: list[Tensor] = []
+        self.hooks = [
+            m.register_forward_hook(lambda _m, _in, out, k=k: self.outputs.__setitem__(k, out.detach()))
+            for k, m in enumerate(watch)
+        ]
+        last = getattr(net, "output_layer", net.classifier[-1])  # LeNet1998's RBF units (then -y), whose input is F6
+        self.hooks.append(last.register_forward_pre_hook(lambda _m, args: self.penultimate.append(args[0].detach())))
+        if any(m.training for m in net.modules()):  # eval() walks and sets every module: made once, not per pass
+            net.eval()
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        if self.net.training:
+            self.net.eval()
+        self.outputs.clear()  # what passes made without the reader left behind
+        self.penultimate.clear()
+        try:
+            with torch.no_grad():
+                logits = self.net(x)
+            return logits, [self.outputs[k] for k in range(self.count)], self.penultimate[0]
+        finally:
+            self.outputs.clear()
+            self.penultimate.clear()
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+    def __enter__(self) -> StageReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_network(net: nn.Module, x: Tensor, watch: Sequence[nn.Module] = ()) -> tuple[Tensor, list[Tensor], Tensor]:
     """One forward pass in eval mode: the logits, the output of each module in ``watch`` (in that order) and the
     penultimate features (the input of the output layer: ``net.classifier[-1]``, or LeNet1998's RBF units), all read
     by hooks on the real call."""
-    outputs: dict[int, Tensor] = {}
-    penultimate: list[Tensor] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _in, out, k=k: outputs.__setitem__(k, out.detach()))
-        for k, m in enumerate(watch)
-    ]
-    last = getattr(net, "output_layer", net.classifier[-1])  # LeNet1998's RBF units (then -y), whose input is F6
-    hooks.append(last.register_forward_pre_hook(lambda _m, args: penultimate.append(args[0].detach())))
-    try:
-        if any(m.training for m in net.modules()):  # eval() walks and sets every module: a demo's request pays it
-            net.eval()
-        with torch.no_grad():
-            logits = net(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return logits, [outputs[k] for k in range(len(watch))], penultimate[0]
+    with StageReader(net, watch) as read:
+        return read(x)
