@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from src.core.errors import CheckpointError, ImageError
+from src.data.datamodule import MNISTDataModule
 from src.data.images import ink_box, ink_crop, prepare_image, read_grayscale, to_mnist_format
 from src.training.checkpoints import load_checkpoint
 from tests.conftest import TrainedRun
@@ -74,6 +75,43 @@ def test_eval_reproduces_the_logged_test_accuracy(either_network: dict, tmp_path
     for png in ("confusion_matrix.png", "misclassified.png"):
         with Image.open(out / png) as img:
             assert img.format == "PNG" and min(img.size) > 300
+
+
+def test_eval_reads_the_training_split_the_checkpoint_trained_on(either_network: dict, tmp_path: Path, data_dir: Path):
+    """split=train: the images the run trained on (55,000 for the fast recipe, which held 5,000 out; all 60,000 for
+    LeCun et al.'s), in order, undistorted, through the same test step: the network's own accuracy on them."""
+    loaded = load_checkpoint(either_network["ckpt"])
+    val_size = loaded.data_hparams["val_size"]
+    result = run_module("src.eval", f"ckpt_path={either_network['ckpt']}", "split=train", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["split"] == "train" and "test/acc" not in metrics
+    assert metrics["total"] == 60_000 - val_size and f"train/acc  = {metrics['train/acc']:.4f}" in result.stdout
+    assert f"/ {60_000 - val_size:,} training images" in result.stdout
+
+    datamodule = MNISTDataModule(
+        data_dir=str(data_dir), val_size=val_size, split_seed=loaded.data_hparams["split_seed"]
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    images, labels = datamodule.split("train")
+    with torch.no_grad():
+        x = loaded.preprocessing.normalize_(images.float())
+        predicted = torch.cat([loaded.net(batch).argmax(dim=1) for batch in x.split(1000)])
+    correct = int((predicted == labels).sum())
+    print(
+        f"\nsplit=train: {metrics['correct']:,} of {metrics['total']:,} right; the network on the same images: {correct:,}"
+    )
+    assert metrics["correct"] == correct and metrics["train/acc"] == pytest.approx(correct / len(labels), abs=1e-6)
+    assert [r["total"] for r in metrics["per_class"]] == torch.bincount(labels, minlength=10).tolist()
+
+
+def test_eval_refuses_a_validation_split_that_the_checkpoint_never_held_out(lecun1998_run: TrainedRun, tmp_path: Path):
+    result = run_module("src.eval", f"ckpt_path={lecun1998_run.ckpt}", "split=val", f"hydra.run.dir={tmp_path}")
+    assert_clean_failure(result, "split=val", "data.val_size=0", "no validation split", "choose one of test, train")
+    result = run_module("src.eval", f"ckpt_path={lecun1998_run.ckpt}", "split=training", f"hydra.run.dir={tmp_path}")
+    assert_clean_failure(result, "split", "training", "test, train, val")
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_eval_refuses_a_checkpoint_of_another_data_set(trained: dict, tmp_path: Path):

@@ -153,6 +153,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.preprocessing: Preprocessing | None = None  # set up from the training split, or a checkpoint's
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._classic: dict[str, torch.utils.data.Dataset] = {}
+        # The split the test loop reads: src.eval's split=train reads the images the network trained on, in order and
+        # undistorted, through the same test step.
+        self.tested_split = "test"
 
     # -- files -----------------------------------------------------------------------------------
     @property
@@ -217,6 +220,7 @@ class MNISTDataModule(L.LightningDataModule):
                 "train": Subset(train_set, self.train_indices.tolist()),
                 "val": Subset(eval_set, self.val_indices.tolist()) if hp.val_size else test,
                 "test": test,
+                "train, undistorted": Subset(eval_set, self.train_indices.tolist()),
             }
 
     # -- what a checkpoint must carry to use the model without the training data ------------------------
@@ -238,13 +242,14 @@ class MNISTDataModule(L.LightningDataModule):
         return {split: len(labels) for split, (_, labels) in self._splits.items()}
 
     # -- loaders ---------------------------------------------------------------------------------
-    def _loader(self, split: str) -> TensorBatches | DataLoader:
+    def _loader(self, split: str, train: bool = False) -> TensorBatches | DataLoader:
+        """``split``'s batches: for training (``train``: shuffled, distorted as configured, ``batch_size`` at a time),
+        else in order, as they are, ``eval_batch_size`` at a time."""
         hp = self.hparams
-        train = split == "train"
         batch_size = hp.batch_size if train else hp.eval_batch_size
         if hp.pipeline == "classic":
             return DataLoader(
-                self._classic[split],
+                self._classic["train, undistorted" if split == "train" and not train else split],
                 batch_size=batch_size,
                 shuffle=train,
                 num_workers=hp.num_workers,
@@ -270,10 +275,10 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
-        return self._loader("train")
+        return self._loader("train", train=True)
 
     def val_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("val")
 
     def test_dataloader(self) -> TensorBatches | DataLoader:
-        return self._loader("test")
+        return self._loader(self.tested_split)
