@@ -81,7 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "confusion_matrix": confusion.tolist(),
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    save(confusion_matrix_figure(confusion, loaded.classes), out / "confusion_matrix.png")
+    save(confusion_matrix_figure(confusion, loaded.classes, SPLITS[split]), out / "confusion_matrix.png")
     wrong = summary["total"] - summary["correct"]
     save(misclassified_figure(misclassified, loaded, wrong, SPLITS[split]), out / "misclassified.png")
 
@@ -93,12 +93,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def split_as_trained(loaded: LoadedCheckpoint, cfg: DictConfig, split: str) -> dict[str, int]:
-    """For a training or validation split, the checkpoint's own ``val_size`` and ``split_seed`` (what its run split);
-    refused, before any work, where the checkpoint held no validation split out."""
+    """For a training or validation split, the checkpoint's own ``val_size`` and ``split_seed`` (what its run split,
+    whatever ``data.`` says here; ``data.``'s for a checkpoint that does not record them); refused, before any work,
+    where the checkpoint held no validation split out."""
     if split == "test":
         return {}
     trained = loaded.data_hparams
-    val_size, split_seed = int(trained.get("val_size", cfg.data.val_size)), int(trained.get("split_seed", 0))
+    val_size = int(trained.get("val_size", cfg.data.val_size))
+    split_seed = int(trained.get("split_seed", cfg.data.split_seed))
     if split == "val" and val_size == 0:
         raise ConfigError(
             f"split=val: ckpt_path={str(loaded.path)!r} trained on every training image (data.val_size=0), so it has "

@@ -104,6 +104,15 @@ def test_eval_reads_the_training_split_the_checkpoint_trained_on(either_network:
     )
     assert metrics["correct"] == correct and metrics["train/acc"] == pytest.approx(correct / len(labels), abs=1e-6)
     assert [r["total"] for r in metrics["per_class"]] == torch.bincount(labels, minlength=10).tolist()
+    if val_size:  # split=val: the images the run held out and validated on
+        result = run_module("src.eval", f"ckpt_path={either_network['ckpt']}", "split=val", f"hydra.run.dir={tmp_path}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        images, labels = datamodule.split("val")
+        with torch.no_grad():
+            predicted = loaded.net(loaded.preprocessing.normalize_(images.float())).argmax(dim=1)
+        assert metrics["split"] == "val" and metrics["total"] == val_size == len(labels)
+        assert metrics["correct"] == int((predicted == labels).sum()) and "val/acc  = " in result.stdout
 
 
 def test_eval_refuses_a_validation_split_that_the_checkpoint_never_held_out(lecun1998_run: TrainedRun, tmp_path: Path):

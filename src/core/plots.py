@@ -45,9 +45,9 @@ def image_grid(
     return fig
 
 
-def confusion_matrix_figure(matrix: torch.Tensor, classes: Sequence[str]) -> Figure:
-    """Counts (rows: true class, columns: predicted). Colours are per-row rates, so rare classes read as well as
-    common ones; each non-empty cell shows its count."""
+def confusion_matrix_figure(matrix: torch.Tensor, classes: Sequence[str], images: str = "test images") -> Figure:
+    """Counts (rows: true class, columns: predicted) of ``images`` (named in the title). Colours are per-row rates,
+    so rare classes read as well as common ones; each non-empty cell shows its count."""
     matrix = matrix.detach().cpu()
     k = len(classes)
     rates = matrix.double() / matrix.sum(dim=1, keepdim=True).clamp(min=1)
@@ -69,7 +69,7 @@ def confusion_matrix_figure(matrix: torch.Tensor, classes: Sequence[str]) -> Fig
     ax.set_yticks(range(k), classes, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"Confusion matrix ({int(matrix.sum()):,} test images)")
+    ax.set_title(f"Confusion matrix ({int(matrix.sum()):,} {images})")
     fig.tight_layout()
     return fig
 
