@@ -76,7 +76,7 @@ class Readout:
             predicted = torch.cat([self.net(batch).argmax(dim=1) for batch in test_x.split(1000)])
         self.test_predicted = predicted
         self.misclassified = (predicted != test_y).nonzero().flatten().tolist()
-        # f6: the output layer's input, read on the same pass
+        # the stages, and with an RBF output layer its distances y_i (F6, its input, comes with every pass)
         self.read = StageReader(self.net, self.modules if self.rbf is None else [*self.modules, self.rbf])
         with torch.inference_mode():
             _, maps, _ = self.read(test_x[:1])
@@ -142,9 +142,8 @@ class Readout:
         with self.lock, torch.inference_mode():
             logits, maps, f6 = self.read(x)
         logits = logits.float()
-        probs = probabilities(self.net, logits)[
-            0
-        ].tolist()  # LeNet1998's: the paper's p_i, leaving the rubbish its share
+        # LeNet1998's: the paper's p_i, leaving the rubbish its share
+        probs = probabilities(self.net, logits)[0].tolist()
         top = max(range(len(probs)), key=probs.__getitem__)
         answer = {
             "blank": False,

@@ -84,20 +84,24 @@ def _stages(
 class StageReader:
     """Hooks left on a network for many forward passes, for a caller that reads the same stages pass after pass (the
     demo) without hooking and unhooking every module each time. Each call is one forward pass in eval mode and returns
-    what ``run_network`` returns; one call at a time (the outputs land in the reader). ``close()`` removes the hooks.
+    what ``run_network`` returns; one call at a time (the outputs land in the reader). The hooks fire on every pass
+    of the network until ``close()`` removes them; the reader keeps one pass's outputs at most.
 
     The network is put in eval mode when the reader is made (and again if a call finds it in training mode)."""
 
     def __init__(self, net: nn.Module, watch: Sequence[nn.Module] = ()) -> None:
         self.net, self.count = net, len(watch)
+        # One pass's tensors, overwritten by the next: each watched module's output, and under the key len(watch) the
+        # input of the output layer (LeNet1998's RBF units, whose input is F6)
         self.outputs: dict[int, Tensor] = {}
-        self.penultimate: list[Tensor] = []
         self.hooks = [
             m.register_forward_hook(lambda _m, _in, out, k=k: self.outputs.__setitem__(k, out.detach()))
             for k, m in enumerate(watch)
         ]
-        last = getattr(net, "output_layer", net.classifier[-1])  # LeNet1998's RBF units (then -y), whose input is F6
-        self.hooks.append(last.register_forward_pre_hook(lambda _m, args: self.penultimate.append(args[0].detach())))
+        last = getattr(net, "output_layer", net.classifier[-1])
+        self.hooks.append(
+            last.register_forward_pre_hook(lambda _m, args: self.outputs.__setitem__(self.count, args[0].detach()))
+        )
         if any(m.training for m in net.modules()):  # eval() walks and sets every module: made once, not per pass
             net.eval()
 
@@ -105,14 +109,12 @@ class StageReader:
         if self.net.training:
             self.net.eval()
         self.outputs.clear()  # what passes made without the reader left behind
-        self.penultimate.clear()
         try:
             with torch.no_grad():
                 logits = self.net(x)
-            return logits, [self.outputs[k] for k in range(self.count)], self.penultimate[0]
+            return logits, [self.outputs[k] for k in range(self.count)], self.outputs[self.count]
         finally:
             self.outputs.clear()
-            self.penultimate.clear()
 
     def close(self) -> None:
         for hook in self.hooks:
