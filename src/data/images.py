@@ -56,7 +56,7 @@ def read_grayscale(
     source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
 ) -> np.ndarray:
     """An image as a grayscale array on the 0..255 scale (any mode, size, orientation or transparency): uint8 for an
-    8-bit image, float32 where rescaling or blending made fractions.
+    8-bit image, float32 where rescaling, blending or reducing one larger than ``WORKING_SIZE`` made fractions.
 
     ``source`` is a file's path, the file's bytes or a binary file object; messages name it by ``name``, else by
     the path (or "the image" for bytes and file objects)."""
