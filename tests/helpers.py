@@ -3,7 +3,6 @@ draw on its canvas."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import queue
@@ -18,9 +17,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from PIL import Image
 
 from src.core.config import compose_config  # noqa: F401  (the tests compose configs as the entry points do)
 
@@ -197,18 +193,6 @@ class CodePayload:
 
 
 # -- the demo: its server in a subprocess, and what its drawing page sends ---------------------------------------
-PAD_SIDE = 280  # the page's drawing pad
-
-
-def canvas_png(digit: np.ndarray, side: int = PAD_SIDE) -> bytes:
-    """A 28x28 light-on-dark digit drawn as the page's pad sends it: scaled up smoothly to ``side`` x ``side``, an
-    opaque RGBA PNG (what ``canvas.toBlob`` writes)."""
-    image = Image.fromarray(np.asarray(digit, dtype=np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
-    out = io.BytesIO()
-    image.convert("RGBA").save(out, format="PNG")
-    return out.getvalue()
-
-
 class DemoServer:
     """``python -m src.demo <overrides>`` in a subprocess; ``url`` once it prints its address. A context manager:
     the server is stopped on exit; ``output`` then holds everything it printed (stdout and stderr)."""

@@ -20,11 +20,12 @@ import torch
 from PIL import Image
 from torchvision.datasets import MNIST
 
+from src.bench.demo import canvas_body
 from src.data.images import prepare_image
 from src.models.lenet1998 import TABLE_I
 from src.training.checkpoints import load_checkpoint
 from tests.conftest import TrainedRun
-from tests.helpers import TINY, CodePayload, DemoServer, canvas_png, compose_config, run_module, tiny_png_claiming
+from tests.helpers import TINY, CodePayload, DemoServer, compose_config, run_module, tiny_png_claiming
 
 N_DIGITS = 100  # real test digits sent as canvas PNGs
 STAGES = [
@@ -136,7 +137,7 @@ def test_test_digits_drawn_on_the_canvas_are_read_as_src_predict_reads_them(
     right, alike = 0, []
     for index in range(N_DIGITS):
         original = mnist_test.data[index].numpy()
-        body = canvas_png(original)
+        body = canvas_body(original)
         status, answer, _ = ask(server, "POST", "/api/predict", body)
         assert status == 200 and answer["blank"] is False, answer
         x, digit = prepare_image(body, loaded.preprocessing)
@@ -256,7 +257,7 @@ def test_a_lenet5_checkpoint_has_no_rbf_readings(server: DemoServer, mnist_test:
     status, model, _ = ask(server, "GET", "/api/model")
     assert status == 200 and "rbf" not in model
     assert not any("inputs" in stage for stage in model["stages"])
-    status, answer, _ = ask(server, "POST", "/api/predict", canvas_png(mnist_test.data[0].numpy()))
+    status, answer, _ = ask(server, "POST", "/api/predict", canvas_body(mnist_test.data[0].numpy()))
     assert status == 200 and "rbf" not in answer and "rubbish" not in answer
     assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)  # softmax: every image is one of the ten
 
@@ -296,7 +297,7 @@ def test_bad_input_gets_its_status_and_message_and_the_server_goes_on(case: str,
     assert got == status, answer
     assert message in answer["error"], answer
     assert headers["content-security-policy"] == "default-src 'self'"
-    good, answer, _ = ask(server, "POST", "/api/predict", canvas_png(mnist_test.data[0].numpy()))
+    good, answer, _ = ask(server, "POST", "/api/predict", canvas_body(mnist_test.data[0].numpy()))
     assert good == 200 and answer["prediction"]["index"] == 7
 
 

@@ -247,6 +247,56 @@ def test_a_picture_too_large_is_refused_with_its_message_on_the_page(page, tmp_p
     assert "more than the 10,000,000 allowed" in message
 
 
+def test_the_bench_sends_a_png_laid_out_as_this_browser_writes_its_canvas(page, data_dir: Path):
+    """``python -m src.bench.demo`` times the PNG the page sends: the same pixels put on a canvas here and written by
+    ``canvas.toBlob``, as the page writes its pad, give the bench's filters row by row and (within a tenth) its size,
+    which set the time to decode it."""
+    import base64
+
+    from src.bench.demo import canvas_body
+
+    driver, _ = page
+    body = canvas_body(MNIST(str(data_dir), train=False).data[0].numpy())
+    rgba = np.asarray(Image.open(io.BytesIO(body)).convert("RGBA"))
+    url = driver.execute_async_script(
+        """const [pixels, side, done] = arguments;
+           const canvas = document.createElement('canvas');
+           canvas.width = canvas.height = side;
+           const context = canvas.getContext('2d');
+           const image = context.createImageData(side, side);
+           const raw = atob(pixels);
+           for (let i = 0; i < raw.length; i++) image.data[i] = raw.charCodeAt(i);
+           context.putImageData(image, 0, 0);
+           canvas.toBlob((blob) => { const r = new FileReader(); r.onload = () => done(r.result); r.readAsDataURL(blob); },
+                         'image/png');""",
+        base64.b64encode(rgba.tobytes()).decode("ascii"),
+        rgba.shape[0],
+    )
+    browser = base64.b64decode(url.split(",", 1)[1])
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(browser)).convert("RGBA")), rgba)
+    assert row_filters(body) == row_filters(browser), (set(row_filters(body)), set(row_filters(browser)))
+    assert abs(len(body) - len(browser)) <= 0.1 * len(browser), (len(body), len(browser))
+
+
+def row_filters(png: bytes) -> list[int]:
+    """The filter type of each row of an 8-bit RGBA PNG (0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth)."""
+    import struct
+    import zlib
+
+    at, data, width = 8, b"", 0
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at : at + 4])
+        kind, payload = png[at + 4 : at + 8], png[at + 8 : at + 8 + length]
+        if kind == b"IHDR":
+            width = struct.unpack(">I", payload[:4])[0]
+        elif kind == b"IDAT":
+            data += payload
+        at += 12 + length
+    raw = zlib.decompress(data)
+    stride = 1 + 4 * width
+    return list(raw[::stride])
+
+
 def test_a_lenet5_checkpoint_shows_no_rbf_panel(page):
     from selenium.webdriver.common.by import By
 
