@@ -52,8 +52,8 @@ def browser_png(rgba: np.ndarray) -> bytes:
     """An RGBA image (H, W, 4 uint8) as a PNG laid out as Chromium writes a canvas: every row filtered "Up" (its
     difference from the row above), deflated at the fastest level, in IDAT chunks of 4,096 bytes; with a 2 KB window,
     the size and the decoding time of Chromium's own file come out the same (``tests/test_demo_page.py`` compares
-    them). PIL's PNGs, filtered row by row as each compresses best (mostly "Paeth"), are smaller and a half slower
-    to decode: a bench that sent them would time a file the page never sends."""
+    them). PIL's PNGs, filtered row by row as each compresses best (mostly "Paeth"), are smaller and take half as long
+    again to decode: a bench that sent them would time a file the page never sends."""
     height, width, _ = rgba.shape
     rows = rgba.reshape(height, width * 4)
     up = rows.copy()
