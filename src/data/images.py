@@ -107,9 +107,9 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         return (arr - low) * (255.0 / span) if span > 0 else np.zeros_like(arr)
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if not has_alpha:
-        return np.asarray(img.convert("L"))
+        return np.array(img.convert("L"))  # a writable copy, as a float image comes back
     rgba = img if img.mode == "RGBA" else img.convert("RGBA")
-    lum = np.asarray(rgba.convert("L"))
+    lum = np.array(rgba.convert("L"))
     opacity = np.asarray(rgba.getchannel("A"))
     if opacity.min() == 255:  # opaque (a canvas's PNG): the blend below would give lum, bit for bit
         return lum
