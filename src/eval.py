@@ -87,8 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     print(results_table(summary))
     print(f"Wrote metrics.json, confusion_matrix.png and misclassified.png to {out}")
-    log.info("%s/acc=%.4f, %s/loss=%.4f for %s", split, summary[f"{split}/acc"], split, summary[f"{split}/loss"],
-             loaded.path)  # fmt: skip
+    log.info("%s: acc=%.4f, loss=%.4f for %s", split, summary[f"{split}/acc"], summary[f"{split}/loss"], loaded.path)
     return summary
 
 
@@ -124,7 +123,7 @@ def misclassified_figure(
 
 def results_table(summary: dict[str, Any]) -> str:
     """The printed table: the checkpoint, the split's loss and accuracy, and each class's accuracy."""
-    split = summary.get("split", "test")
+    split = summary["split"]
     width = max(len("class"), *(len(r["class"]) for r in summary["per_class"]))
     lines = [
         f"Checkpoint: {summary['ckpt_path']} (trained on {summary['dataset']}, epoch {summary['epoch']})",

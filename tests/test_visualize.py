@@ -133,8 +133,8 @@ def test_stages_of_a_batch_norm_tanh_network_are_named_by_what_lies_between():
 
 
 def test_a_stage_reader_keeps_its_hooks_for_many_passes_and_reads_what_run_network_reads():
-    """The demo's reader: hooks put on once, each pass's own stages (not the last pass's), eval mode restored when a
-    call finds the network training, and no hook left after close()."""
+    """The demo's reader: hooks put on once, each pass's own stages (not those of passes made meanwhile without it),
+    eval mode restored when a call finds the network training, and no hook left after close()."""
     net = build_network({"activation": "tanh", "pooling": "avg", "batch_norm": True, "dropout": 0.5})
     watch = [m for _, m in feature_stages(net) + hidden_stages(net)]
     hooked = [len(m._forward_hooks) for m in watch]
@@ -142,11 +142,19 @@ def test_a_stage_reader_keeps_its_hooks_for_many_passes_and_reads_what_run_netwo
     with StageReader(net, watch) as read:
         assert [len(m._forward_hooks) for m in watch] == [n + 1 for n in hooked]
         for x in xs:
+            run_network(net, torch.randn(5, 1, 32, 32), watch)  # another pass, which the reader's hooks also see
             net.train()
             logits, maps, penultimate = read(x)
             assert not net.training
-            expected_logits, expected_maps, expected_penultimate = run_network(net, x, watch)
-            assert torch.equal(logits, expected_logits) and torch.equal(penultimate, expected_penultimate)
+            with torch.no_grad():  # the same network, module by module
+                expected_maps, h = [], x
+                for module in [*net.features, *net.classifier]:
+                    if module is net.classifier[-1]:
+                        expected_penultimate = h
+                    h = module(h)
+                    if any(module is m for m in watch):
+                        expected_maps.append(h)
+            assert torch.equal(logits, h) and torch.equal(penultimate, expected_penultimate)
             assert len(maps) == len(watch) and all(torch.equal(m, e) for m, e in zip(maps, expected_maps))
     assert [len(m._forward_hooks) for m in watch] == hooked
     assert not net.classifier[-1]._forward_pre_hooks

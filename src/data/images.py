@@ -159,6 +159,7 @@ def ink_crop(gray: np.ndarray, threshold: float = 0.2) -> np.ndarray:
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
     background = float(np.median(border))
     light_paper = background > 127.5  # dark ink on light paper: MNIST is light on dark
+    # the strongest stroke: the extreme pixel through the same elementwise steps, so bit for bit the strokes' maximum
     peak = float(_strokes(np.array([arr.min() if light_paper else arr.max()]), background, light_paper)[0])
     if peak < MIN_CONTRAST:
         raise ImageError("the image shows nothing: no pixels differ from its background")

@@ -144,7 +144,7 @@ class Readout:
         logits = logits.float()
         # LeNet1998's: the paper's p_i, leaving the rubbish its share
         probs = probabilities(self.net, logits)[0].tolist()
-        top = max(range(len(probs)), key=probs.__getitem__)
+        top = probs.index(max(probs))  # the first of equals, as argmax
         answer = {
             "blank": False,
             "prediction": {"index": top, "class": self.classes[top], "probability": probs[top]},
