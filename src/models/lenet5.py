@@ -171,6 +171,11 @@ class LeNet5(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x.contiguous(memory_format=self.memory_format)))
 
+    @property
+    def output_layer(self) -> nn.Module:
+        """The linear layer that computes the class scores."""
+        return self.classifier[-1]
+
 
 def _xavier(m: nn.Module) -> None:
     # d2l initialises only the weights of conv and linear layers; biases keep PyTorch's default.

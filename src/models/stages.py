@@ -98,7 +98,7 @@ class StageReader:
             m.register_forward_hook(lambda _m, _in, out, k=k: self.outputs.__setitem__(k, out.detach()))
             for k, m in enumerate(watch)
         ]
-        last = getattr(net, "output_layer", net.classifier[-1])
+        last = net.output_layer
         self.hooks.append(
             last.register_forward_pre_hook(lambda _m, args: self.outputs.__setitem__(self.count, args[0].detach()))
         )
@@ -129,7 +129,7 @@ class StageReader:
 
 def run_network(net: nn.Module, x: Tensor, watch: Sequence[nn.Module] = ()) -> tuple[Tensor, list[Tensor], Tensor]:
     """One forward pass in eval mode: the logits, the output of each module in ``watch`` (in that order) and the
-    penultimate features (the input of the output layer: ``net.classifier[-1]``, or LeNet1998's RBF units), all read
+    penultimate features (the input of ``net.output_layer``: LeNet-5's last linear layer, or LeNet1998's RBF units), all read
     by hooks on the real call."""
     with StageReader(net, watch) as read:
         return read(x)
