@@ -88,7 +88,7 @@ def test_optimizer_and_scheduler_build_and_step(optimizer, scheduler, tmp_path, 
     datamodule, model, trainer = build(cfg)
     trainer.fit(model, datamodule=datamodule)
     opt = trainer.optimizers[0]
-    assert type(opt).__name__ == {"sgd": "SGD", "adam": "Adam", "sdlm": "SDLM"}[optimizer]
+    assert type(opt).__name__ == {"sgd": "SGD", "adam": "Adam", "sdlm": "SDLM", "muon": "Muon"}[optimizer]
     assert opt.defaults["lr"] == cfg.optimizer.lr and trainer.global_step == 3
     configs = trainer.lr_scheduler_configs
     assert len(configs) == (0 if scheduler == "none" else 1)

@@ -20,6 +20,7 @@ from src.models import outputs
 from src.models.networks import build_network
 from src.training.adversarial import adversarial_batch
 from src.training.callbacks.curvature import SDLMCurvature
+from src.training.muon import Muon
 from src.training.sdlm import SDLM
 
 STAGES = ("train", "val", "test")
@@ -238,7 +239,13 @@ class LitLeNet5(L.LightningModule):
         return [SDLMCurvature()] if target == f"{SDLM.__module__}.{SDLM.__name__}" else []
 
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
+        optimizer_fn = instantiate(self.hparams.optimizer)
+        params: Any = self.parameters()
+        if issubclass(optimizer_fn.func, Muon):  # Muon orthogonalises hidden layers' matrices, not the output layer's
+            output = list(self.net.output_layer.parameters())  # none for LeNet1998's fixed RBF units
+            hidden = [p for p in self.parameters() if all(p is not q for q in output)]
+            params = [{"params": hidden}] + ([{"params": output, "orthogonalize": False}] if output else [])
+        optimizer = optimizer_fn(params)
         if not self.hparams.scheduler:
             return optimizer
         options = dict(self.hparams.scheduler)

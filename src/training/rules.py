@@ -35,6 +35,12 @@ TRAINING_RULES = [
     Rule("optimizer.mu", lambda v: is_number(v) and v > 0, "must be a number > 0 (SDLM's margin; the paper: 0.02)"),
     integer("optimizer.curvature_patterns", 1, note="training patterns per curvature estimate; the paper: 500"),
     choice("optimizer.curvature", ("backprop", "gauss_newton")),
+    integer("optimizer.ns_steps", 1, note="Muon's Newton-Schulz iterations a step; 5 by default"),
+    Rule(
+        "optimizer.plain_lr_scale",
+        lambda v: is_number(v) and v > 0,
+        "must be a number > 0 (Muon's SGD-stepped rate / lr)",
+    ),
     integer("trainer.max_epochs", 0),
     Rule("trainer.gradient_clip_val", lambda v: v is None or (is_number(v) and v > 0), "must be null or a number > 0"),
     integer("seed"),
