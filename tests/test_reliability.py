@@ -341,7 +341,7 @@ def test_bad_value_is_named_with_what_is_allowed(override, named, allowed, cfg):
 
 
 def test_arguments_the_optimizer_does_not_take_are_named(cfg):
-    # fast_mnist sets SGD's momentum and nesterov; swapping in Adam would otherwise fail deep inside Lightning
+    # fast_mnist sets Muon's momentum; swapping in Adam would otherwise fail deep inside Lightning
     with pytest.raises(ConfigError) as err:
         validate(cfg("experiment=fast_mnist", "optimizer=adam"))
     assert "optimizer.momentum: not an argument of torch.optim.Adam" in str(err.value) and "betas" in str(err.value)
