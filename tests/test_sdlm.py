@@ -4,6 +4,7 @@ matrices on a tiny network of the paper's layer kinds, its step, its schedule, a
 import json
 import re
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,9 +13,12 @@ from torch import nn
 from torch.autograd.functional import hessian, jacobian
 from torch.func import functional_call
 
-from src.models import outputs
+from src.core.errors import ConfigError
+from src.models import LeNet5, outputs
 from src.models.lenet1998 import Convolution, EuclideanRBF, NegativePenalty, SparseConv, Squash, Subsampling
-from src.training.curvature import backprop_diagonal, gauss_newton_diagonal, split_network
+from src.training.callbacks.curvature import SDLMCurvature
+from src.training.curvature import CURVATURES, backprop_diagonal, gauss_newton_diagonal, loss_hessian, split_network
+from src.training.rules import check_training_config as validate
 from src.training.sdlm import SDLM
 from tests.helpers import TINY, read_scalars, run_module
 
@@ -54,10 +58,18 @@ def patterns(n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, 1, 10, 10), torch.tensor([0, 2, 1])[:n]
 
 
-def test_the_papers_backprop_curvature_equals_a_brute_force_recursion_over_full_jacobians():
+def start_hessian(net: nn.Module, head: nn.Module, z: torch.Tensor, label: torch.Tensor, source: str) -> torch.Tensor:
+    """By hand: the Hessian in z of the loss, or of the correct class's RBF penalty y_D (minus its logit)."""
+    if source == "penalty":
+        return hessian(lambda z1: -head(z1[None])[0, int(label)], z)
+    return hessian(lambda z1: outputs.loss(net, head(z1[None]), label[None]), z)
+
+
+@pytest.mark.parametrize("source", ["loss", "penalty"])
+def test_the_papers_backprop_curvature_equals_a_brute_force_recursion_over_full_jacobians(source):
     net = TinyPaperNet()
     inputs, labels = patterns()
-    got = backprop_diagonal(net, inputs, labels)
+    got = backprop_diagonal(net, inputs, labels, source)
     body, head = split_network(net)
     layers = [*body[0], *body[1:]]
     expected = {p: torch.zeros_like(p) for p in net.parameters()}
@@ -66,7 +78,7 @@ def test_the_papers_backprop_curvature_equals_a_brute_force_recursion_over_full_
         for layer in layers:
             values.append(layer(values[-1]).detach())
         z = values[-1][0]
-        second = torch.diagonal(hessian(lambda z1, label=label: outputs.loss(net, head(z1[None]), label[None]), z))
+        second = torch.diagonal(start_hessian(net, head, z, label, source))
         # d2E/d(output)^2 of each layer, from the top down: through every layer, the squared Jacobian (the paper's
         # rule: cross terms dropped); at a layer with weights, d2E/dw^2 = sum over connections of x^2 d2E/da^2,
         # i.e. the Jacobian in the weights of the same layer fed with the squared inputs.
@@ -87,10 +99,11 @@ def test_the_papers_backprop_curvature_equals_a_brute_force_recursion_over_full_
         assert bool((got[p] >= 0).all())
 
 
-def test_the_exact_gauss_newton_diagonal_equals_the_diagonal_of_j_t_h_j():
+@pytest.mark.parametrize("source", ["loss", "penalty"])
+def test_the_exact_gauss_newton_diagonal_equals_the_diagonal_of_j_t_h_j(source):
     net = TinyPaperNet()
     inputs, labels = patterns()
-    got = gauss_newton_diagonal(net, inputs, labels)
+    got = gauss_newton_diagonal(net, inputs, labels, source)
     body, head = split_network(net)
     names = [n for n, _ in body.named_parameters()]
     shapes = [p.shape for _, p in body.named_parameters()]
@@ -103,11 +116,54 @@ def test_the_exact_gauss_newton_diagonal_equals_the_diagonal_of_j_t_h_j():
     total = torch.zeros_like(flat)
     for x, label in zip(inputs, labels):
         J = jacobian(lambda theta, x=x: z_of(theta, x), flat)  # (|z|, P)
-        H = hessian(lambda z1, label=label: outputs.loss(net, head(z1[None]), label[None]), z_of(flat, x))
+        H = start_hessian(net, head, z_of(flat, x), label, source)
         total += torch.diagonal(J.T @ H @ J)
     expected = total / len(labels)
     got_flat = torch.cat([got[p].flatten() for _, p in body.named_parameters()])
     assert torch.allclose(got_flat, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_the_loss_s_curvature_vanishes_on_a_confident_pattern_and_the_penalty_s_does_not():
+    net = TinyPaperNet()
+    _, head = split_network(net)
+    head[0].centers = head[0].centers * 3  # codes of +-3: every two classes' penalties differ by 36 or more
+    labels, far, at_code = torch.tensor([0]), torch.zeros(1, 4), head[0].centers[:1]
+    twos = torch.full((1, 4), 2.0)
+
+    def curvature(z: torch.Tensor, source: str = "loss") -> torch.Tensor:
+        return torch.diagonal(loss_hessian(net, head, z, labels, source), dim1=1, dim2=2)
+
+    # far from every code (every penalty 36, the rubbish class's j = 2): no class is likely, the criterion curves as
+    # y_D does; at class 0's code with j = 30, p_D is 1 and the competitive term cancels y_D's curvature
+    assert torch.allclose(curvature(far), twos)
+    net.rubbish_logit = -30.0
+    assert curvature(at_code).abs().max() < 1e-5
+    for z in (far, at_code):  # y_D's own Hessian: 2 per unit, whatever the pattern
+        assert torch.equal(curvature(z, "penalty"), twos)
+    with pytest.raises(ValueError, match="source='distance': must be one of loss, penalty"):
+        curvature(far, "distance")
+    net5 = LeNet5()  # no RBF units: a logit's Hessian is 0, and so would every h_kk be
+    with pytest.raises(ValueError, match=r"source='penalty' needs RBF units .*head is empty: use source='loss'"):
+        loss_hessian(net5, split_network(net5)[1], torch.zeros(1, 10), labels, "penalty")
+
+
+def test_the_callback_estimates_the_curvature_from_the_optimizer_s_source(cfg, data_dir, monkeypatch):
+    c = cfg("experiment=lecun1998", "optimizer.curvature_from=penalty", "optimizer.curvature_patterns=20")
+    datamodule = instantiate(c.data)
+    datamodule.setup("fit")
+    net = instantiate(c.model)
+    sdlm = instantiate(c.optimizer)(net.parameters())
+    sources = []
+
+    def recording(*args: object) -> dict:
+        sources.append(args[3:])
+        return backprop_diagonal(*args)
+
+    monkeypatch.setitem(CURVATURES, "backprop", recording)
+    trainer = SimpleNamespace(optimizers=[sdlm], datamodule=datamodule, current_epoch=0)
+    SDLMCurvature().on_train_epoch_start(trainer, SimpleNamespace(net=net, log=lambda *args, **kwargs: None))
+    assert sources == [("penalty",)]
+    assert all("curvature" in sdlm.state[p] for p in net.parameters())
 
 
 def test_the_step_divides_each_gradient_by_mu_plus_its_curvature():
@@ -135,15 +191,24 @@ def test_the_schedule_gives_the_papers_rates_pass_by_pass(cfg):
     assert rates == pytest.approx([5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8)
 
 
+def test_curvature_from_penalty_is_refused_without_rbf_units(cfg):
+    for model in (["model=lenet5"], ["model=lenet5_1998", "model.output=linear"]):
+        with pytest.raises(ConfigError, match="optimizer.curvature_from=penalty with model._target_=src.models.LeNet"):
+            validate(cfg("optimizer=sdlm", "optimizer.curvature_from=penalty", "scheduler=none", *model))
+    with pytest.raises(ConfigError, match=r"optimizer.curvature_from='hessian': choose one of loss, penalty"):
+        validate(cfg("experiment=lecun1998", "optimizer.curvature_from=hessian"))
+    validate(cfg("experiment=lecun1998", "optimizer.curvature_from=penalty"))  # the paper's network: accepted
+
+
 def test_a_real_run_estimates_the_curvature_before_each_pass_and_updates_once_per_pattern(tmp_path, data_dir):
     tiny = [o for o in TINY if not o.startswith("trainer.max_epochs")]
     result = run_module(
         "src.train", "experiment=lecun1998", *tiny, "trainer.max_epochs=2", "data.batch_size=10",
-        f"hydra.run.dir={tmp_path}",
+        "optimizer.curvature_from=penalty", f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "train.log").read_text()
-    assert len(re.findall(r"SDLM curvature on 500 patterns", log)) == 2  # one estimate before each pass
+    assert len(re.findall(r"SDLM curvature on 500 patterns from the penalty", log)) == 2  # one before each pass
     history = json.loads((tmp_path / "history.json").read_text())
     assert [row["step"] for row in history] == [30, 60]  # 3 batches of 10 images a pass: one update per image
     scalars = read_scalars(tmp_path)

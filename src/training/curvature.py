@@ -1,8 +1,16 @@
 """The curvature SDLM divides by, h_kk for every parameter, averaged over patterns; two ways to compute it.
 
 Both split the network at the input z of its trailing layers without trainable parameters (LeNet1998: F6's 84
-outputs, before the fixed RBF units; LeNet5: its logits) and start from H, the Hessian of the per-pattern loss in z
-(the loss taken through those fixed layers; positive semi-definite for the MAP criterion and for cross-entropy).
+outputs, before the fixed RBF units; LeNet5: its logits) and start from H, a Hessian in z (``source``):
+
+- ``loss`` (the default): the per-pattern loss's, taken through those fixed layers; positive semi-definite for the
+  MAP criterion and for cross-entropy. It vanishes for a pattern the network classifies with confidence (the MAP
+  criterion, like cross-entropy, is flat there), so the estimate shrinks as the network learns.
+- ``penalty`` (LeNet1998's RBF head only): the Hessian of the correct class's penalty y_D = sum_j (z_j - w_Dj)^2
+  alone, 2 for every unit of z and every pattern: the curvature of the criterion's squared-distance term, which the
+  competitive term's does not cancel (docs/lecun1998.md measures the difference).
+
+Two ways to compute h_kk from it:
 
 - ``backprop_diagonal`` (the default, the paper's own, Appendix C of LeCun et al. 1998): second derivatives are
   back-propagated layer by layer with every cross term dropped: d2E/da_i^2 = f'(a_i)^2 sum_k w_ki^2 d2E/da_k^2 at
@@ -24,7 +32,7 @@ from torch.func import functional_call, hessian, jacrev, vmap
 
 from src.models import outputs
 from src.models.lenet5 import ACTIVATIONS
-from src.models.lenet1998 import SparseConv, Squash, Subsampling
+from src.models.lenet1998 import EuclideanRBF, SparseConv, Squash, Subsampling
 
 ELEMENTWISE = (*ACTIVATIONS.values(), Squash)  # units whose derivative is read pointwise, f'(a)
 
@@ -45,18 +53,33 @@ def split_network(net: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:
     return nn.Sequential(net.features, *layers[:cut]), nn.Sequential(*layers[cut:])
 
 
-def loss_hessian(net: nn.Module, head: nn.Module, z: Tensor, labels: Tensor) -> Tensor:
-    """Per pattern, the Hessian of the loss in ``z`` (the split's values), (N, |z|, |z|)."""
+SOURCES = ("loss", "penalty")  # what the curvature starts from at the split (the module's docstring)
+
+
+def loss_hessian(net: nn.Module, head: nn.Module, z: Tensor, labels: Tensor, source: str = "loss") -> Tensor:
+    """Per pattern, the Hessian in ``z`` (the split's values) of the loss, or of the correct class's penalty (minus
+    its logit), (N, |z|, |z|)."""
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r}: must be one of {', '.join(SOURCES)}")
+    if source == "penalty" and not any(isinstance(m, EuclideanRBF) for m in head.modules()):
+        # a logit is linear in z: its Hessian, and every h_kk from it, would be 0
+        raise ValueError(
+            f"source='penalty' needs RBF units after the split (LeNet1998 with output=rbf); this network's head is "
+            f"{[type(m).__name__ for m in head] or 'empty'}: use source='loss'"
+        )
 
     def pattern_loss(z1: Tensor, label: Tensor) -> Tensor:
-        return outputs.loss(net, head(z1[None]), label[None], reduction="sum")
+        logits = head(z1[None])
+        if source == "penalty":
+            return -logits[0].gather(0, label[None]).sum()
+        return outputs.loss(net, logits, label[None], reduction="sum")
 
     return vmap(hessian(pattern_loss), in_dims=(0, 0))(z, labels)
 
 
-def backprop_diagonal(net: nn.Module, inputs: Tensor, labels: Tensor) -> dict[Tensor, Tensor]:
+def backprop_diagonal(net: nn.Module, inputs: Tensor, labels: Tensor, source: str = "loss") -> dict[Tensor, Tensor]:
     """The paper's h_kk for each trainable parameter (see the module's docstring), averaged over the patterns
-    ``inputs`` (network inputs, (N, C, H, W)) and their ``labels``; keyed by the parameter.
+    ``inputs`` (network inputs, (N, C, H, W)) and their ``labels``; keyed by the parameter; ``source``: what H is.
 
     How: a forward pass carries, beside each layer's real output x, a shadow tensor whose value is x^2 and whose
     gradient path is the layer's Jacobian with every entry squared (weights squared, f'(a)^2 at each unit). Seeding
@@ -113,17 +136,20 @@ def backprop_diagonal(net: nn.Module, inputs: Tensor, labels: Tensor) -> dict[Te
                     f"use optimizer.curvature=gauss_newton for this network"
                 )
             x = x_out
-        boundary = torch.diagonal(loss_hessian(net, head, x, labels), dim1=1, dim2=2)  # d2E/dz^2 per pattern
+        boundary = torch.diagonal(loss_hessian(net, head, x, labels, source), dim1=1, dim2=2)  # d2E/dz^2 per pattern
         (boundary.detach() * t).sum().backward()
     finally:
         net.train(was_training)
     return {param: value.grad / len(labels) for param, value in squared.items()}
 
 
-def gauss_newton_diagonal(net: nn.Module, inputs: Tensor, labels: Tensor, chunk: int = 20) -> dict[Tensor, Tensor]:
-    """Each trainable parameter's h_kk, the diagonal of the Gauss-Newton matrix of the per-pattern loss
-    (``src.models.outputs.loss``) averaged over the patterns ``inputs`` (network inputs, (N, C, H, W)) and their
-    ``labels``; keyed by the parameter. ``chunk`` patterns at a time bound the memory (chunk x |z| x parameters)."""
+def gauss_newton_diagonal(
+    net: nn.Module, inputs: Tensor, labels: Tensor, source: str = "loss", chunk: int = 20
+) -> dict[Tensor, Tensor]:
+    """Each trainable parameter's h_kk, the diagonal of the Gauss-Newton matrix J^T H J averaged over the patterns
+    ``inputs`` (network inputs, (N, C, H, W)) and their ``labels``, H the per-pattern loss's Hessian in z or the
+    penalty's (``source``); keyed by the parameter. ``chunk`` patterns at a time bound the memory (chunk x |z| x
+    parameters)."""
     body, head = split_network(net)
     params = {name: p.detach() for name, p in body.named_parameters() if p.requires_grad}
     buffers = dict(body.named_buffers())
@@ -141,7 +167,7 @@ def gauss_newton_diagonal(net: nn.Module, inputs: Tensor, labels: Tensor, chunk:
         for start in range(0, len(labels), chunk):
             x, y, z = inputs[start : start + chunk], labels[start : start + chunk], z_all[start : start + chunk]
             jacobians = per_pattern_jacobian(params, x)  # name -> (n, |z|, *shape)
-            curvature = loss_hessian(net, head, z, y)  # (n, |z|, |z|)
+            curvature = loss_hessian(net, head, z, y, source)  # (n, |z|, |z|)
             for name, jac in jacobians.items():
                 flat = jac.flatten(2)  # (n, |z|, k)
                 totals[name] += (flat * torch.bmm(curvature, flat)).sum((0, 1)).view_as(totals[name])

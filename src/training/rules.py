@@ -21,6 +21,7 @@ from src.models.networks import network_problems
 from src.training.adversarial import ADVERSARIAL_RULES
 from src.training.callbacks.diagnostics import DIAGNOSTICS_RULES
 from src.training.callbacks.tensorboard import TENSORBOARD_RULES
+from src.training.curvature import CURVATURES, SOURCES
 from src.training.trackers import tracker_problems
 
 TRAINING_RULES = [
@@ -34,7 +35,8 @@ TRAINING_RULES = [
     ),
     Rule("optimizer.mu", lambda v: is_number(v) and v > 0, "must be a number > 0 (SDLM's margin; the paper: 0.02)"),
     integer("optimizer.curvature_patterns", 1, note="training patterns per curvature estimate; the paper: 500"),
-    choice("optimizer.curvature", ("backprop", "gauss_newton")),
+    choice("optimizer.curvature", tuple(CURVATURES)),
+    choice("optimizer.curvature_from", SOURCES),
     integer("optimizer.ns_steps", 1, note="Muon's Newton-Schulz iterations a step; 5 by default"),
     Rule(
         "optimizer.plain_lr_scale",
@@ -80,6 +82,7 @@ def check_training_config(cfg: DictConfig, rules: Iterable[Rule] = (), *checks: 
         no_choice_on_the_test_set,
         per_pattern_limits,
         momentum_to_cycle,
+        penalty_needs_rbf_units,
         normalisation_given_twice,
         accelerator_check("trainer.accelerator"),
         unknown_arguments,
@@ -149,6 +152,21 @@ def momentum_to_cycle(cfg: DictConfig) -> list[str]:
             f"+scheduler.cycle_momentum=false"
         ]
     return []
+
+
+def penalty_needs_rbf_units(cfg: DictConfig) -> list[str]:
+    """SDLM's curvature from the correct class's penalty: only LeNet1998's RBF units have one (a logit is linear)."""
+    if OmegaConf.select(cfg, "optimizer.curvature_from") != "penalty":
+        return []
+    model = OmegaConf.select(cfg, "model") or {}
+    if str(model.get("_target_", "")).endswith("LeNet1998") and model.get("output") == "rbf":
+        return []
+    output = f" model.output={model.get('output')}" if "output" in model else ""
+    return [
+        f"optimizer.curvature_from=penalty with model._target_={model.get('_target_')}{output}: only the RBF units of "
+        f"model=lenet5_1998 (model.output=rbf) have a penalty to start the curvature from; use "
+        f"optimizer.curvature_from=loss"
+    ]
 
 
 def normalisation_given_twice(cfg: DictConfig) -> list[str]:

@@ -16,13 +16,16 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
+from src.training.curvature import CURVATURES, SOURCES
+
 
 class SDLM(torch.optim.Optimizer):
     """``lr``: the global rate eps (the paper: 0.0005 for the first two passes, then lower); ``mu``: the margin that
     keeps the step bounded where the curvature is near zero (the paper: 0.02); ``curvature_patterns``: how many
     training patterns each curvature estimate averages over (the paper: 500); ``curvature``: how h_kk is computed,
     ``backprop`` (the paper's back-propagated diagonal) or ``gauss_newton`` (the exact Gauss-Newton diagonal), see
-    ``src.training.curvature``."""
+    ``src.training.curvature``; ``curvature_from``: what the curvature starts from at the network's output, the
+    loss (``loss``) or, for LeNet1998's RBF head, the correct class's penalty alone (``penalty``)."""
 
     def __init__(
         self,
@@ -31,14 +34,23 @@ class SDLM(torch.optim.Optimizer):
         mu: float = 0.02,
         curvature_patterns: int = 500,
         curvature: str = "backprop",
+        curvature_from: str = "loss",
     ) -> None:
-        if not lr > 0 or not mu > 0 or not curvature_patterns > 0 or curvature not in ("backprop", "gauss_newton"):
+        if (
+            not lr > 0
+            or not mu > 0
+            or not curvature_patterns > 0
+            or curvature not in CURVATURES
+            or curvature_from not in SOURCES
+        ):
             raise ValueError(
-                f"SDLM needs lr > 0, mu > 0, curvature_patterns > 0 and curvature backprop or gauss_newton: got "
-                f"{lr}, {mu}, {curvature_patterns}, {curvature!r}"
+                f"SDLM needs lr > 0, mu > 0, curvature_patterns > 0, curvature one of {', '.join(CURVATURES)} and "
+                f"curvature_from one of {', '.join(SOURCES)}: got {lr}, {mu}, {curvature_patterns}, {curvature!r}, "
+                f"{curvature_from!r}"
             )
         super().__init__(params, {"lr": lr, "mu": mu})
         self.curvature_patterns, self.curvature = int(curvature_patterns), curvature
+        self.curvature_from = curvature_from
 
     @torch.no_grad()
     def set_curvature(self, curvature: dict[Tensor, Tensor]) -> None:

@@ -25,17 +25,24 @@ class SDLMCurvature(L.Callback):
         optimizers = [o for o in trainer.optimizers if isinstance(o, SDLM)]
         if not optimizers:
             return
-        datamodule = trainer.datamodule
+        sdlm, datamodule = optimizers[0], trainer.datamodule
         images, labels = datamodule.split("train")
-        count = min(optimizers[0].curvature_patterns, len(labels))
+        count = min(sdlm.curvature_patterns, len(labels))
         state = np.random.SeedSequence([datamodule.hparams.seed, trainer.current_epoch, 1998]).generate_state(1)[0]
         chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(state)))[:count]
         chosen = chosen.to(labels.device)
         inputs = datamodule.preprocessing.normalize_(images[chosen].float())
         start = time.perf_counter()
-        curvature = CURVATURES[optimizers[0].curvature](pl_module.net, inputs, labels[chosen])
+        curvature = CURVATURES[sdlm.curvature](pl_module.net, inputs, labels[chosen], sdlm.curvature_from)
         for optimizer in optimizers:
             optimizer.set_curvature(curvature)
         mean = torch.cat([h.flatten() for h in curvature.values()]).mean()
         pl_module.log("sdlm/mean_curvature", mean, on_step=False, on_epoch=True)
-        log.info("SDLM curvature on %d patterns in %.1f s (mean h_kk %.4g)", count, time.perf_counter() - start, mean)
+        elapsed = time.perf_counter() - start
+        log.info(
+            "SDLM curvature on %d patterns from the %s in %.1f s (mean h_kk %.4g)",
+            count,
+            sdlm.curvature_from,
+            elapsed,
+            mean,
+        )
