@@ -22,7 +22,6 @@ def test_newton_schulz_approaches_the_nearest_orthogonal_matrix(shape):
     assert singular.max() / singular.min() < 2.5 < s.max() / s.min()
     cosine = (o * (u @ vt)).sum() / (o.norm() * (u @ vt).norm())
     assert cosine > 0.97  # and the directions are the gradient's own
-    assert torch.equal(orthogonalize(g, steps=5), o)  # deterministic
 
 
 def test_a_step_is_momentum_orthogonalised_for_matrices_and_sgd_for_the_rest():

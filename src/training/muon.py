@@ -90,10 +90,10 @@ class Muon(torch.optim.Optimizer):
                 update = grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer
                 if matrix:
                     rows = update.reshape(len(update), -1)
-                    update = orthogonalize(rows, group["ns_steps"]).view_as(p)
-                    update.mul_(max(1.0, rows.size(0) / rows.size(1)) ** 0.5)  # tall matrices: rows of unit scale
-                    p.mul_(1 - lr * decay)
-                    p.add_(update, alpha=-lr)
+                    tall = max(1.0, rows.size(0) / rows.size(1)) ** 0.5  # tall matrices: rows of unit scale
+                    if decay:
+                        p.mul_(1 - lr * decay)
+                    p.add_(orthogonalize(rows, group["ns_steps"]).view_as(p), alpha=-lr * tall)
                 else:
                     p.add_(update, alpha=-lr * group["plain_lr_scale"])
         return loss
