@@ -14,8 +14,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-# image_grid's cell, in inches: each image fits a square of IMAGE_SIDE under a band for its caption (two lines).
-CELL_WIDTH, CELL_HEIGHT, IMAGE_SIDE, SUPTITLE_BAND = 1.5, 1.7, 1.2, 0.35
+# image_grid's cell, in inches: each image fits a square of _IMAGE_SIDE under a band for its caption (two lines).
+_CELL_WIDTH, _CELL_HEIGHT, _IMAGE_SIDE, _SUPTITLE_BAND = 1.5, 1.7, 1.2, 0.35
+_CAPTION_POINTS, _SUPTITLE_POINTS = 7, 9
 
 
 def image_grid(
@@ -28,35 +29,47 @@ def image_grid(
 ) -> Figure:
     """Grayscale images (N, H, W) or (N, 1, H, W) in a grid, each with its caption (as d2l shows Fashion-MNIST);
     each image scaled to its own range, or all to ``value_range``. All in one axes, placed by hand: an axes per image,
-    laid out by ``tight_layout``, was most of a short run's own time, at its start and at its end (docs/speed.md)."""
+    laid out by ``tight_layout``, cost a second or more of every run that keeps pictures (docs/speed.md)."""
     images = torch.as_tensor(images if isinstance(images, torch.Tensor) else np.stack(images)).detach().float().cpu()
     if images.dim() == 4:
         images = images[:, 0]
     columns = max(1, min(columns, len(images)))
     rows = max(1, math.ceil(len(images) / columns))
-    band = SUPTITLE_BAND if suptitle else 0.0
-    width, height = CELL_WIDTH * columns, CELL_HEIGHT * rows + band
-    if suptitle:  # wide enough for the title (about 0.075 inch a character at 9 points), the grid in the middle
-        width = max(width, 0.075 * max(map(len, suptitle.splitlines())))
-    margin = (width - CELL_WIDTH * columns) / 2
+    band = _SUPTITLE_BAND if suptitle else 0.0
+    width, height = _CELL_WIDTH * columns, _CELL_HEIGHT * rows + band
     fig = plt.figure(figsize=(width, height))
+    if suptitle:  # the figure as wide as the title, at least, with the grid in the middle
+        measured = fig.text(0, 0, suptitle, fontsize=_SUPTITLE_POINTS)
+        width = max(width, measured.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 0.2)
+        measured.remove()
+        fig.set_size_inches(width, height)
+    margin = (width - _CELL_WIDTH * columns) / 2
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))  # data units are the figure's inches, y pointing down
     ax.axis("off")
     low, high = value_range or (None, None)
     for i, image in enumerate(images):
         row, column = divmod(i, columns)
         h, w = image.shape
-        scale = IMAGE_SIDE / max(h, w)
-        left = margin + column * CELL_WIDTH + (CELL_WIDTH - w * scale) / 2
-        bottom = band + (row + 1) * CELL_HEIGHT - (CELL_HEIGHT - IMAGE_SIDE) / 4
-        top = bottom - h * scale
-        ax.imshow(image.numpy(), cmap="gray", vmin=low, vmax=high, extent=(left, left + w * scale, bottom, top))
+        scale = _IMAGE_SIDE / max(h, w)
+        # the image in the middle of its square, the square low in its cell, under the caption's band
+        left = margin + column * _CELL_WIDTH + (_CELL_WIDTH - w * scale) / 2
+        top = band + row * _CELL_HEIGHT + (_CELL_HEIGHT - _IMAGE_SIDE) * 3 / 4 + (_IMAGE_SIDE - h * scale) / 2
+        extent = (left, left + w * scale, top + h * scale, top)
+        ax.imshow(image.numpy(), cmap="gray", vmin=low, vmax=high, extent=extent)
         colour = title_colors[i] if title_colors else "black"
-        ax.text(left + w * scale / 2, top - 0.04, titles[i], fontsize=7, color=colour, ha="center", va="bottom")
+        ax.text(
+            left + w * scale / 2,
+            top - 0.04,
+            titles[i],
+            fontsize=_CAPTION_POINTS,
+            color=colour,
+            ha="center",
+            va="bottom",
+        )
     if len(images) == 0:
-        ax.text(width / 2, band + CELL_HEIGHT / 2, "(none)", ha="center", va="center")
+        ax.text(width / 2, band + _CELL_HEIGHT / 2, "(none)", ha="center", va="center")
     if suptitle:
-        ax.text(width / 2, band / 2, suptitle, fontsize=9, ha="center", va="center")
+        ax.text(width / 2, band / 2, suptitle, fontsize=_SUPTITLE_POINTS, ha="center", va="center")
     ax.set(xlim=(0, width), ylim=(height, 0), aspect="auto")
     return fig
 
