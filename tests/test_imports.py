@@ -10,6 +10,8 @@ inside a function: a deferred import that runs back up is still an arrow back up
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,12 @@ def test_src_has_no_import_cycle_between_folders(depth: int):
     for module, targets in GRAPH.items():
         graph.setdefault(folder(module), set()).update(folder(t) for t in targets if folder(t) != folder(module))
     assert cycles(graph) == []
+
+
+def test_the_sweep_report_starts_without_lightning():
+    """``python -m src.report`` reads TensorBoard files and writes tables and charts: importing Lightning (and the
+    torchmetrics it imports) would be most of its start-up (docs/speed.md), so it must not come in by the way."""
+    code = "import sys, src.report.__main__; print(sorted({'lightning', 'torchmetrics'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout

@@ -17,6 +17,9 @@ import yaml
 from src.core.storage import replace_text
 
 RECORD = "metrics.json"
+# The diagnostics callback's gradient norms in a run's TensorBoard events, + <layer>.weight, <layer>.bias or total:
+# src.report reads them back (here, so that it reads them without importing Lightning).
+GRAD_NORM_TAG = "diagnostics/grad_norm/"
 
 
 def find_runs(folder: Path) -> list[Path]:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from src.core.plots import save
+from src.core.runs import GRAD_NORM_TAG
 from src.report.tables import accuracies_of, mean_std
-from src.training.callbacks.diagnostics import GRAD_NORM_TAG
 
 CURVES = (("val/acc", "validation accuracy"), ("train/loss", "training loss"))
 

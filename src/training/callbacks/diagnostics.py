@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import grad_norm, rank_zero_only
 from torch import Tensor, nn
 
+from src.core.runs import GRAD_NORM_TAG
 from src.core.settings import Rule, check, integer
 from src.training.trackers import keeps_histograms, log_histograms, log_scalars
 
@@ -24,7 +25,6 @@ DIAGNOSTICS_RULES = [  # checked by src.train before any work, and by the callba
         f"each must be one of {', '.join(DIAGNOSTICS)}",
     ),
 ]
-GRAD_NORM_TAG = "diagnostics/grad_norm/"  # + <layer>.weight, <layer>.bias or total: src.report reads them back
 # An output this close to a bound has a derivative under a fifth of the activation's largest (sigmoid: 0.0475 of
 # 0.25; tanh: 0.0975 of 1): a unit sitting there passes almost no gradient back.
 SATURATED = {nn.Sigmoid: (0.05, 0.95), nn.Tanh: (-0.95, 0.95)}
