@@ -85,7 +85,7 @@ def test_the_image_grid_shows_each_image_in_order_under_its_caption(
             # its caption in its colour, above it, centred on it, apart from the row above's images
             caption = captions[titles[i]]
             c_left, c_top, c_right, c_bottom = box(caption, height)
-            assert caption.get_color() == colours[i] or to_rgba(caption.get_color()) == to_rgba(colours[i])
+            assert to_rgba(caption.get_color()) == to_rgba(colours[i]), i
             assert c_bottom <= top and top - c_bottom < 0.2 * (bottom - top), i
             assert abs((c_left + c_right) / 2 - (left + right) / 2) <= 2, i
             if i >= columns:
