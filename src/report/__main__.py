@@ -7,9 +7,8 @@ test_acc.png (test accuracy per configuration, mean +- std over seeds where seve
 (validation accuracy and training loss per epoch, per configuration: the mean over seeds with a +- std band; the
 numbers drawn in curves.json) and, where runs recorded diagnostics (``callbacks.diagnostics.every_n_steps``),
 gradients.png (each layer's weight-gradient norm per step, per configuration; numbers in gradients.json). The
-per-configuration
-table also gives each configuration's epochs, fit time, parameter count and, for a recipe that names one
-(``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats. Runs with a trust report
+per-configuration table also gives each configuration's epochs, fit time, parameter count and, for a recipe that
+names one (``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats. Runs with a trust report
 (``python -m src.trust``, in ``<run>/trust/trust.json``) add its figures as columns, and a per-configuration trust table.
 """
 
