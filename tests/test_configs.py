@@ -56,6 +56,30 @@ def test_the_config_groups_are_the_ones_the_readme_documents():
     )
 
 
+# What sets the data's shape or a run's speed, not what it learns: no column of its own.
+NOT_RECIPE_KEYS = {"_target_", "_partial_", "in_channels", "num_classes", "input_size", "channels_last"}
+
+
+@pytest.mark.parametrize("group", ["model", "optimizer"])
+def test_every_model_and_optimizer_option_is_a_hparams_column(group, cfg):
+    """A sweep over any option of the network or the optimizer (model.c3 in the 1998 ablations, optimizer.ns_steps for
+    Muon) tells its runs apart in TensorBoard's HPARAMS tab and MLflow's params: each option is a column holding the
+    run's value, and a column that some options leave blank has its type declared, so every run declares it alike."""
+    columns: dict[str, set[str]] = {}  # column -> the options that have it
+    for option in GROUPS[group]:
+        composed = cfg(f"{group}={option}")
+        session = composed.callbacks.hparams_session
+        for key, value in composed[group].items():
+            if key in NOT_RECIPE_KEYS:
+                continue
+            name = f"{group}.{key}"
+            assert name in session.hparams, f"{group}={option}: {name} is not a column of callbacks.hparams_session"
+            assert session.hparams[name] == value, (name, session.hparams[name], value)
+            columns.setdefault(name, set()).add(option)
+    untyped = [n for n, having in columns.items() if having != set(GROUPS[group]) and n not in session.types]
+    assert not untyped, f"columns some {group} options leave blank, without a declared type: {untyped}"
+
+
 @pytest.mark.parametrize(
     "override",
     [
