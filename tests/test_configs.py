@@ -65,6 +65,7 @@ def test_every_model_and_optimizer_option_is_a_hparams_column(group, cfg):
     """A sweep over any option of the network or the optimizer (model.c3 in the 1998 ablations, optimizer.ns_steps for
     Muon) tells its runs apart in TensorBoard's HPARAMS tab and MLflow's params: each option is a column holding the
     run's value, and a column that some options leave blank has its type declared, so every run declares it alike."""
+    types = cfg().callbacks.hparams_session.types
     columns: dict[str, set[str]] = {}  # column -> the options that have it
     for option in GROUPS[group]:
         composed = cfg(f"{group}={option}")
@@ -76,7 +77,7 @@ def test_every_model_and_optimizer_option_is_a_hparams_column(group, cfg):
             assert name in session.hparams, f"{group}={option}: {name} is not a column of callbacks.hparams_session"
             assert session.hparams[name] == value, (name, session.hparams[name], value)
             columns.setdefault(name, set()).add(option)
-    untyped = [n for n, having in columns.items() if having != set(GROUPS[group]) and n not in session.types]
+    untyped = [n for n, having in columns.items() if having != set(GROUPS[group]) and n not in types]
     assert not untyped, f"columns some {group} options leave blank, without a declared type: {untyped}"
 
 

@@ -8,8 +8,9 @@ test_acc.png (test accuracy per configuration, mean +- std over seeds where seve
 numbers drawn in curves.json) and, where runs recorded diagnostics (``callbacks.diagnostics.every_n_steps``),
 gradients.png (each layer's weight-gradient norm per step, per configuration; numbers in gradients.json). The
 per-configuration table also gives each configuration's epochs, fit time, parameter count and, for a recipe that
-names one (``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats. Runs with a trust report
-(``python -m src.trust``, in ``<run>/trust/trust.json``) add its figures as columns, and a per-configuration trust table.
+names one (``reference`` in conf/experiment/*.yaml), the published result it reproduces or beats. Runs with a trust
+report (``python -m src.trust``, in ``<run>/trust/trust.json``) add its figures as columns, and a per-configuration
+trust table.
 """
 
 from __future__ import annotations
