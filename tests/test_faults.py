@@ -173,6 +173,18 @@ def test_a_data_file_truncated_before_a_resume_is_refused_naming_it(tmp_path: Pa
 
 
 # -- TensorBoard's writer failing -------------------------------------------------------------------------------------
+def remove_while_written(folder: Path) -> None:
+    """``rm -rf`` of a folder that a running process still writes into: a file it creates between rmtree's listing and
+    its removal of the folder fails that attempt (ENOTEMPTY), so the removal is tried again, as a user would."""
+    for _ in range(50):
+        try:
+            shutil.rmtree(folder)
+            return
+        except OSError:
+            continue
+    pytest.fail(f"{folder} was still being written into after 50 attempts to remove it")
+
+
 def test_removing_the_run_folder_mid_run_stops_tensorboard_not_the_training(tmp_path: Path, data_dir):
     """The run folder (TensorBoard's events, the first checkpoints) removed during training: TensorBoard's next flush
     fails (log_every_n_steps=1 flushes each step), which is one warning; the training ends as it would have, writing
@@ -180,7 +192,7 @@ def test_removing_the_run_folder_mid_run_stops_tensorboard_not_the_training(tmp_
     recipe = [*SHORT, "trainer.log_every_n_steps=1", "seed=5"]
     run, whole = tmp_path / "run", tmp_path / "whole"
     proc = start_after_first_checkpoint(run, *recipe)
-    shutil.rmtree(run)
+    remove_while_written(run)
     _, stderr = proc.communicate(timeout=300)
 
     assert proc.returncode == 0, stderr[-3000:]
