@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from torchvision.datasets import MNIST
 
@@ -187,11 +188,17 @@ def test_drawn_digits_are_read_and_every_stage_is_painted(page, tmp_path: Path):
     assert 30 < seen < 400
 
 
-def test_a_random_test_image_shows_its_true_label(page, data_dir: Path):
+def test_a_random_test_image_shows_its_true_label(page, mnist_run: TrainedRun, data_dir: Path):
+    """Either button shows a test image with its true label and the model's own answer for it: any image for "random"
+    (which the model may get wrong), one the model gets wrong for "random-wrong"."""
     from selenium.webdriver.common.by import By
 
     driver, _ = page
     targets = MNIST(str(data_dir), train=False).targets
+    loaded = load_checkpoint(mnist_run.ckpt)
+    images, _ = loaded.test_split(data_dir)
+    with torch.inference_mode():
+        answers = torch.cat([loaded.net.eval()(batch).argmax(dim=1) for batch in images.split(1000)])
     for button, wrong in (("random", False), ("random-wrong", True)):
         clear(driver)
         driver.find_element(By.ID, button).click()
@@ -201,7 +208,9 @@ def test_a_random_test_image_shows_its_true_label(page, data_dir: Path):
         label = int(driver.find_element(By.ID, "truth").get_attribute("data-label"))
         assert label == int(targets[index])
         predicted = int(driver.find_element(By.ID, "prediction").get_attribute("data-index"))
-        assert (predicted != label) == wrong, (button, predicted, label)
+        assert predicted == int(answers[index]), (button, index, predicted, int(answers[index]))
+        if wrong:
+            assert predicted != label, (button, index, predicted, label)
 
 
 def test_an_uploaded_photo_of_a_digit_on_paper_is_read(page, data_dir: Path, tmp_path: Path):
