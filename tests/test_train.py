@@ -1,6 +1,7 @@
 """End-to-end: ``python -m src.train`` as a subprocess on the real data, read back with TensorBoard's reader."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -236,10 +237,22 @@ def test_a_plain_run_prints_no_warning(tmp_path: Path, data_dir):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_trains_on_gpu(tmp_path: Path, data_dir):
-    result = run_module("src.train", "trainer.accelerator=gpu", *TINY, f"hydra.run.dir={tmp_path}")
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        [],
+        ["experiment=fast_mnist"],  # Muon's Newton-Schulz steps and bf16-mixed
+        ["experiment=lecun1998"],  # one update per image, SDLM's curvature estimated on the GPU's data
+    ],
+    ids=["default", "fast_mnist", "lecun1998"],
+)
+def test_trains_on_gpu(recipe: list[str], tmp_path: Path, data_dir):
+    result = run_module("src.train", *recipe, "trainer.accelerator=gpu", *TINY, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GPU available: True (cuda), used: True" in result.stderr + result.stdout
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["peak_gpu_mb"] > 0, record
+    assert all(math.isfinite(v) for v in record["metrics"].values()), record["metrics"]
 
 
 @pytest.mark.slow
