@@ -194,9 +194,8 @@ def test_a_random_test_image_shows_its_true_label(page, mnist_run: TrainedRun, d
     from selenium.webdriver.common.by import By
 
     driver, _ = page
-    targets = MNIST(str(data_dir), train=False).targets
     loaded = load_checkpoint(mnist_run.ckpt)
-    images, _ = loaded.test_split(data_dir)
+    images, targets = loaded.test_split(data_dir)
     with torch.inference_mode():
         answers = torch.cat([loaded.net.eval()(batch).argmax(dim=1) for batch in images.split(1000)])
     for button, wrong in (("random", False), ("random-wrong", True)):
