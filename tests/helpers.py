@@ -309,3 +309,16 @@ def wandb_run(run: Path) -> dict[str, Any]:
                 {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
             )
     return found
+
+
+def assert_orthonormal_rows(net: Any) -> None:
+    """Every conv and linear layer of ``net``: each unit's weights (a conv's filter, flattened) a unit vector,
+    orthogonal to the other units', and its biases zero (``model.init=orthogonal``)."""
+    import torch
+
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert layers
+    for layer in layers:
+        rows = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        assert torch.allclose(rows @ rows.T, torch.eye(rows.shape[0]), atol=1e-5), layer
+        assert torch.count_nonzero(layer.bias) == 0, layer

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from src.models import ACTIVATIONS, POOLINGS, LeNet5
+from tests.helpers import assert_orthonormal_rows
 
 EXPECTED_SHAPES = [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5), (400,), (120,), (84,), (10,)]
 
@@ -36,7 +37,7 @@ def test_rgb_and_class_count():
 
 @pytest.mark.parametrize(
     "key,kwargs",
-    [("activation", {"activation": "swish"}), ("pooling", {"pooling": "l2"}), ("init", {"init": "orthogonal"})],
+    [("activation", {"activation": "swish"}), ("pooling", {"pooling": "l2"}), ("init", {"init": "uniform"})],
 )
 def test_unknown_choice_lists_valid_ones(key, kwargs):
     with pytest.raises(ValueError) as err:
@@ -57,6 +58,13 @@ def test_xavier_init_changes_weights_not_biases():
     assert torch.equal(default.classifier[0].bias, xavier.classifier[0].bias)  # d2l leaves biases as they are
     bound = (6 / (400 + 120)) ** 0.5  # xavier_uniform's bound for a 400 -> 120 layer
     assert w_xavier.abs().max() <= bound and w_xavier.abs().max() > 0.9 * bound
+
+
+def test_orthogonal_init_gives_every_layer_orthonormal_rows_and_zero_biases():
+    torch.manual_seed(0)
+    net = LeNet5(init="orthogonal")
+    assert len([m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]) == 5
+    assert_orthonormal_rows(net)
 
 
 # -- d2l's variations: each builds, trains a step, and has the parameters stated ----------------------------------
