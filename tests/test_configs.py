@@ -13,8 +13,9 @@ from src.core.config import CONFIG_DIR
 from src.core.errors import ConfigError
 from src.report.reading import parameter_count
 from src.training.build import build
+from src.training.lit_module import LitLeNet5
 from src.training.rules import check_training_config as validate
-from tests.helpers import ROOT, TINY, run_module
+from tests.helpers import ROOT, TINY, assert_orthonormal_rows, run_module
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONFIG_DIR.iterdir() if g.is_dir()}
 
@@ -202,6 +203,11 @@ def test_misspelt_key_or_choice_fails_at_start_with_hydras_message(override, exp
     assert result.returncode != 0
     assert expected in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_fast_mnist_starts_with_orthonormal_rows_in_every_layer(cfg):
+    torch.manual_seed(0)
+    assert_orthonormal_rows(LitLeNet5.from_config(cfg("experiment=fast_mnist")).net)
 
 
 def test_fast_mnist_trains_in_bf16_exactly_where_the_cpu_has_bf16_instructions(cfg, monkeypatch):
