@@ -191,9 +191,9 @@ def _kaiming(m: nn.Module) -> None:
 
 
 def _orthogonal(m: nn.Module) -> None:
-    # Each weight as the matrix of its units (a conv's filters flattened) with orthonormal rows, the shape Muon
-    # (experiment=fast_mnist) gives its updates (Saxe et al. 2014, "Exact solutions to the nonlinear dynamics of
-    # learning in deep linear neural networks").
+    # Each weight as the matrix of its units (a conv's filters flattened) with orthonormal rows (columns where a layer
+    # has more units than inputs), the shape Muon (experiment=fast_mnist) gives its updates (Saxe et al. 2014, "Exact
+    # solutions to the nonlinear dynamics of learning in deep linear neural networks").
     if isinstance(m, (nn.Conv2d, nn.Linear)):
         nn.init.orthogonal_(m.weight)
         if m.bias is not None:
