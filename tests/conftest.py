@@ -88,7 +88,7 @@ def train(folder: Path, *overrides: str) -> None:
 
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> TrainedRun:
-    """One full epoch of the fast recipe on real MNIST (about 98% test accuracy): for every test that needs a trained
+    """One full epoch of the fast recipe on real MNIST (about 99% test accuracy): for every test that needs a trained
     digit classifier."""
     return train_once(tmp_path_factory, "mnist_run", "experiment=fast_mnist", "trainer.max_epochs=1")
 
