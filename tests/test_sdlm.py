@@ -6,9 +6,11 @@ import re
 from collections import OrderedDict
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.autograd.functional import hessian, jacobian
 from torch.func import functional_call
@@ -18,6 +20,7 @@ from src.models import LeNet5, outputs
 from src.models.lenet1998 import Convolution, EuclideanRBF, NegativePenalty, SparseConv, Squash, Subsampling
 from src.training.callbacks.curvature import SDLMCurvature
 from src.training.curvature import CURVATURES, backprop_diagonal, gauss_newton_diagonal, loss_hessian, split_network
+from src.training.lit_module import LitLeNet5
 from src.training.rules import check_training_config as validate
 from src.training.sdlm import SDLM
 from tests.helpers import TINY, read_scalars, run_module
@@ -166,6 +169,21 @@ def test_the_callback_estimates_the_curvature_from_the_optimizer_s_source(cfg, d
     assert all("curvature" in sdlm.state[p] for p in net.parameters())
 
 
+class NamedSDLM(SDLM):
+    """A user's own SDLM (a subclass under another ``_target_``): it needs the curvature callback as SDLM does."""
+
+
+def test_the_module_attaches_the_curvature_callback_to_fit_with_sdlm_and_its_subclasses_only(cfg):
+    for optimizer, attached in (("src.training.sdlm.SDLM", True), (f"{__name__}.NamedSDLM", True), (None, False)):
+        overrides = [f"optimizer._target_={optimizer}"] if optimizer else ["optimizer=sgd", "scheduler=none"]
+        module = LitLeNet5.from_config(cfg("experiment=lecun1998", *overrides))
+        module.trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        for stage, expected in ((TrainerFn.FITTING, attached), (TrainerFn.TESTING, False)):
+            module.trainer.state.fn = stage
+            callbacks = module.configure_callbacks()
+            assert [type(c) for c in callbacks] == ([SDLMCurvature] if expected else []), (optimizer, stage)
+
+
 def test_the_step_divides_each_gradient_by_mu_plus_its_curvature():
     w = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
     optimizer = SDLM([w], lr=0.1, mu=0.02)
@@ -207,6 +225,8 @@ def test_a_real_run_estimates_the_curvature_before_each_pass_and_updates_once_pe
         "optimizer.curvature_from=penalty", f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    # attached to the fit only: the test after it is not told that it replaces a callback of the Trainer's
+    assert "override existing callbacks" not in result.stdout + result.stderr
     log = (tmp_path / "train.log").read_text()
     assert len(re.findall(r"SDLM curvature on 500 patterns from the penalty", log)) == 2  # one before each pass
     history = json.loads((tmp_path / "history.json").read_text())

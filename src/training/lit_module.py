@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -234,9 +234,12 @@ class LitLeNet5(L.LightningModule):
                     )
 
     def configure_callbacks(self) -> list[L.Callback]:
-        # SDLM divides by a curvature that must be estimated before each pass: the callback comes with the optimizer.
-        target = (self.hparams.optimizer or {}).get("_target_", "")
-        return [SDLMCurvature()] if target == f"{SDLM.__module__}.{SDLM.__name__}" else []
+        # SDLM divides by a curvature estimated before each training pass: the callback comes with the optimizer, by
+        # class (as Muon's parameter groups below), so that a subclass of SDLM gets it too. Only to fit: attached again
+        # for the test after a fit, Lightning would report it as replacing a callback passed to the Trainer.
+        if self.trainer.state.fn != TrainerFn.FITTING:
+            return []
+        return [SDLMCurvature()] if issubclass(get_class(self.hparams.optimizer["_target_"]), SDLM) else []
 
     def configure_optimizers(self) -> Any:
         optimizer_fn = instantiate(self.hparams.optimizer)
