@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import pytest
 import torch
 from torch import nn
 
+from src.core.errors import ConfigError
 from src.models import LeNet5
 from src.training.callbacks.diagnostics import activation_statistics, layer_names
+from src.training.rules import check_training_config as validate
 from tests.helpers import TINY, read_scalars, run_module
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
@@ -175,3 +178,19 @@ def test_lr_find_on_a_resumed_run_is_refused(tmp_path: Path):
     result = run_module("src.train", "lr_find.enabled=true", f"resume={tmp_path}", f"hydra.run.dir={tmp_path / 'r'}")
     assert result.returncode == 2
     assert f"lr_find.enabled=true with resume={tmp_path}: the finder's trial steps would start from" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides,problem",
+    [
+        (["experiment=lecun1998"], "lr_find.enabled=true with per_pattern_updates=true: the finder raises the rate"),
+        (["experiment=lecun1998"], "lr_find.enabled=true with optimizer._target_=src.training.sdlm.SDLM: SDLM steps"),
+        (["optimizer=sdlm", "scheduler=none"], "optimizer._target_=src.training.sdlm.SDLM: SDLM steps only after"),
+    ],
+)
+def test_lr_find_with_per_pattern_updates_or_sdlm_is_refused_before_any_work(cfg, overrides, problem):
+    """Lightning's finder steps its rising rate only under automatic optimization, and SDLM refuses a step before its
+    first curvature estimate: both once ran until the finder's first step, then failed."""
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        validate(cfg(*overrides, "lr_find.enabled=true"))
+    validate(cfg(*overrides))  # the same recipe without the finder: accepted

@@ -22,6 +22,7 @@ from src.training.adversarial import ADVERSARIAL_RULES
 from src.training.callbacks.diagnostics import DIAGNOSTICS_RULES
 from src.training.callbacks.tensorboard import TENSORBOARD_RULES
 from src.training.curvature import CURVATURES, SOURCES
+from src.training.sdlm import SDLM
 from src.training.trackers import tracker_problems
 
 TRAINING_RULES = [
@@ -78,7 +79,7 @@ def check_training_config(cfg: DictConfig, rules: Iterable[Rule] = (), *checks: 
         mirrored_digits,
         classic_distortions,
         learning_rate_range,
-        finder_on_a_resumed_run,
+        finder_problems,
         no_choice_on_the_test_set,
         per_pattern_limits,
         momentum_to_cycle,
@@ -99,15 +100,36 @@ def learning_rate_range(cfg: DictConfig) -> list[str]:
     return [problem] if (problem := rule.problem(cfg)) else []
 
 
-def finder_on_a_resumed_run(cfg: DictConfig) -> list[str]:
+def finder_problems(cfg: DictConfig) -> list[str]:
+    """Where Lightning's learning-rate finder cannot run: from a checkpoint, with per-pattern updates (its rising rate
+    is a schedule Lightning steps only under automatic optimization) or with SDLM (its trial steps would come before
+    the first curvature estimate, made as each training pass starts)."""
     if OmegaConf.select(cfg, "lr_find.enabled") is not True:
         return []
-    return [
+    problems = [
         f"lr_find.enabled=true with {key}={value}: the finder's trial steps would start from the checkpoint's "
         f"weights; find the lr on a fresh run (without {key}), or lr_find.enabled=false"
         for key in ("resume", "ckpt_path")
         if (value := OmegaConf.select(cfg, key)) is not None
     ]
+    if OmegaConf.select(cfg, "per_pattern_updates") is True:
+        problems.append(
+            "lr_find.enabled=true with per_pattern_updates=true: the finder raises the rate by a schedule that "
+            "Lightning steps only with one optimizer step per batch; set per_pattern_updates=false or "
+            "lr_find.enabled=false"
+        )
+    target = OmegaConf.select(cfg, "optimizer._target_")
+    try:
+        sdlm = issubclass(get_class(target), SDLM)
+    except Exception:  # not importable: unknown_arguments names it
+        sdlm = False
+    if sdlm:
+        problems.append(
+            f"lr_find.enabled=true with optimizer._target_={target}: SDLM steps only after its first curvature "
+            f"estimate, made as training starts, after the finder's trial steps; use lr_find.enabled=false "
+            f"(scheduler=lecun1998 gives the paper's rates)"
+        )
+    return problems
 
 
 def no_choice_on_the_test_set(cfg: DictConfig) -> list[str]:
