@@ -168,10 +168,10 @@ def momentum_to_cycle(cfg: DictConfig) -> list[str]:
     scheduler, optimizer = OmegaConf.select(cfg, "scheduler") or {}, OmegaConf.select(cfg, "optimizer") or {}
     cycles = str(scheduler.get("_target_", "")).endswith("OneCycleLR") and scheduler.get("cycle_momentum", True)
     if cycles and "momentum" not in optimizer and "betas" not in optimizer:
+        switch_off = ("" if "cycle_momentum" in scheduler else "+") + "scheduler.cycle_momentum=false"  # Hydra's syntax
         return [
             f"scheduler=onecycle with optimizer._target_={optimizer.get('_target_')}: one-cycle cycles the momentum, "
-            f"which this optimizer has none of; choose scheduler=lecun1998, step, cosine or none, or add "
-            f"+scheduler.cycle_momentum=false"
+            f"which this optimizer has none of; choose scheduler=lecun1998, step, cosine or none, or set {switch_off}"
         ]
     return []
 
