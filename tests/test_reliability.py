@@ -154,6 +154,7 @@ def test_resume_refuses_a_different_recipe(where: str, tmp_path: Path, data_dir)
     # In the same folder, Hydra rewrites .hydra/config.yaml with the new recipe before the run starts: the
     # recipe to compare with comes from the checkpoint.
     folder = tmp_path / "again" if where == "new folder" else run
+    record = {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()}
     result = run_module("src.train", *TINY, "optimizer=adam", "seed=7", f"resume={run}", f"hydra.run.dir={folder}")
     assert result.returncode == 2, result.stderr[-3000:]
     assert (
@@ -162,6 +163,8 @@ def test_resume_refuses_a_different_recipe(where: str, tmp_path: Path, data_dir)
         and "seed: run had 42" in result.stderr
     )
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"  # the finished run's record stays
+    # ... and its .hydra/ too, which Hydra had rewritten with the refused run's before the check
+    assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == record
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path):

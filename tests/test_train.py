@@ -98,6 +98,7 @@ def test_a_run_folder_with_checkpoints_is_not_resumed_unasked(tmp_path: Path, da
     assert first.returncode == 0, first.stderr[-3000:]
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
     metrics = (tmp_path / "metrics.json").read_text()
+    record = {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()}
     again = run_module(
         "src.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}", env={"SLURM_RESTART_COUNT": "0"}
     )
@@ -106,6 +107,9 @@ def test_a_run_folder_with_checkpoints_is_not_resumed_unasked(tmp_path: Path, da
     assert f"resume={tmp_path}" in again.stderr and "Resuming" not in again.stderr and "Traceback" not in again.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == before
     assert (tmp_path / "metrics.json").read_text() == metrics
+    # Hydra wrote the refused run's .hydra/ over the earlier run's before the check: it is put back
+    assert {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()} == record
+    assert "trainer.max_epochs=2" not in (tmp_path / ".hydra" / "overrides.yaml").read_text()
 
 
 @pytest.mark.parametrize("how", ["requeued", "asked"])

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from src.core.storage import replace_text
 
 RECORD = "metrics.json"
+HYDRA_RECORD = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes in .hydra/ (hydra.output_subdir)
 # The diagnostics callback's gradient norms in a run's TensorBoard events, + <layer>.weight, <layer>.bias or total:
 # src.report reads them back (here, so that it reads them without importing Lightning).
 GRAD_NORM_TAG = "diagnostics/grad_norm/"
@@ -47,6 +50,36 @@ def write_record(run: Path, record: dict[str, Any]) -> None:
     """Write the run's record whole or not at all (on a full disk, the record before it stays readable)."""
     Path(run).mkdir(parents=True, exist_ok=True)
     replace_text(Path(run) / RECORD, json.dumps(record, indent=2))
+
+
+# An earlier run's record files in the folder this run was pointed at, as they were before Hydra wrote this run's
+# over them (None: the file was not there): put back if this run is refused.
+_earlier_record: dict[Path, bytes | None] = {}
+
+
+class EarlierRecord(Callback):
+    """``hydra.run.dir=<an earlier run's folder>``: Hydra writes the new run's ``.hydra/`` over the earlier run's
+    before any check can refuse the new run. This Hydra callback keeps the earlier run's record (``.hydra/`` and
+    ``metrics.json``) first, so that a run refused before any work leaves it as it was (``restore_earlier_record``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _earlier_record.clear()
+        folder, subdir = OmegaConf.select(config, "hydra.run.dir"), OmegaConf.select(config, "hydra.output_subdir")
+        if folder is None or subdir is None or not (Path(folder) / subdir / "config.yaml").is_file():
+            return  # a new folder: the refused run's own record is what it should keep
+        record = Path(folder) / subdir
+        for path in [*(record / name for name in HYDRA_RECORD), Path(folder) / RECORD]:
+            _earlier_record[path] = path.read_bytes() if path.is_file() else None
+
+
+def restore_earlier_record() -> None:
+    """Put back the earlier run's record that ``EarlierRecord`` kept (nothing when the folder was new)."""
+    for path, content in _earlier_record.items():
+        if content is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(content)
+    _earlier_record.clear()
 
 
 def is_completed(run: Path) -> bool:
