@@ -69,9 +69,13 @@ def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "model.activation=relu,swish,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode != 0  # Hydra reports the failure at the end...
     assert [p.name.split("_")[0] for p in sweep_jobs(tmp_path)] == ["0", "1", "2"]  # ...after running every job
+    # another command's folder among the runs (as under outputs/) is not a run of the sweep
+    assert run_module("src.summary", f"hydra.run.dir={tmp_path / 'summary'}").returncode == 0
     assert run_module("src.report", str(tmp_path)).returncode == 0
     with open(tmp_path / "report.csv") as f:
-        rows = {r["model.activation"]: r for r in csv.DictReader(f)}
+        listed = list(csv.DictReader(f))
+    assert len(listed) == 3, [r["run"] for r in listed]
+    rows = {r["model.activation"]: r for r in listed}
     assert rows["swish"]["status"].startswith("FAILED") and "model.activation='swish'" in rows["swish"]["status"]
     assert rows["relu"]["status"] == rows["tanh"]["status"] == "completed"
 

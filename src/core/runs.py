@@ -26,8 +26,18 @@ GRAD_NORM_TAG = "diagnostics/grad_norm/"
 
 
 def find_runs(folder: Path) -> list[Path]:
-    """Every run folder in or below ``folder`` (a folder with ``.hydra/config.yaml``), in a stable order."""
-    return sorted({p.parent.parent for p in Path(folder).rglob(".hydra/config.yaml")}, key=str)
+    """Every training run in or below ``folder`` (a folder whose ``.hydra/config.yaml`` is src.train's), in a stable
+    order; the other commands' folders beside them (``outputs/eval/...``) are not runs."""
+    configs = Path(folder).rglob(".hydra/config.yaml")
+    return sorted({p.parent.parent for p in configs if _task_name(p) in ("train", None)}, key=str)
+
+
+def _task_name(config: Path) -> str | None:
+    """The command a run folder is of (``task_name``; None in a config without one)."""
+    try:
+        return (yaml.safe_load(config.read_text()) or {}).get("task_name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
 
 
 def run_of(ckpt: Path) -> Path | None:
