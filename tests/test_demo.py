@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -342,6 +343,20 @@ def test_bad_checkpoints_and_settings_are_refused_before_the_server_starts(tmp_p
         result = run_module("src.demo", *overrides, f"hydra.run.dir={tmp_path / name}", timeout=120)
         assert_refused(result, *fragments)
     assert not (tmp_path / "pwned").exists(), "the checkpoint's code was executed"
+
+
+def test_a_busy_port_is_refused_before_a_checkpoint_is_trained(tmp_path: Path):
+    """No run under paths.log_dir: the demo would train one first (about a minute); a port it cannot have is told
+    before that, with the way out."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_module(
+            "src.demo", f"port={port}", f"paths.log_dir={tmp_path / 'none'}", f"hydra.run.dir={tmp_path}", timeout=60
+        )
+    assert_refused(result, f"port={port}: cannot listen there", "port=0 picks a free port")
+    assert "training one first" not in result.stdout
 
 
 def copy_run(run: Path, to: Path, status: str) -> None:

@@ -49,13 +49,15 @@ RULES = [
 
 def serve(cfg: DictConfig) -> None:
     check(cfg, RULES)  # before any work
+    host = cfg.host.strip()
+    sock = bind(host, cfg.port)  # a busy port is told now, not after a checkpoint is trained or loaded
     import torch
     import uvicorn
 
     from src.demo.readout import Readout
     from src.demo.server import create_app, is_loopback
 
-    log_dir, host = Path(cfg.paths.log_dir), cfg.host.strip()
+    log_dir = Path(cfg.paths.log_dir)
     if cfg.ckpt_path:
         ckpt = Path(cfg.ckpt_path).expanduser()
     elif (ckpt := runs.newest_completed_checkpoint(log_dir)) is not None:
@@ -69,7 +71,7 @@ def serve(cfg: DictConfig) -> None:
     torch.set_num_threads(1)
     app = create_app(model, cfg.max_body_bytes, host)
 
-    sock = listen(host, cfg.port)
+    sock.listen(128)
     port = sock.getsockname()[1]
     accuracy = model.describe()["test_set"]
     print(
@@ -126,16 +128,18 @@ def run_info(ckpt: Path) -> dict[str, Any]:
     return info
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: one the system picks), so that the address printed is the one served."""
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to the address (port 0: one the system picks), so that the address printed is the one served;
+    the caller listens on it once the page can answer."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
     except OSError as exc:
-        raise UserError(f"host={host} port={port}: cannot listen there ({exc.strerror or exc})") from None
+        raise UserError(
+            f"host={host} port={port}: cannot listen there ({exc.strerror or exc}); port=0 picks a free port"
+        ) from None
     return sock
 
 
