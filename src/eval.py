@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from src.core.entry_point import hydra_entry_point
 from src.core.errors import ConfigError
 from src.core.plots import confusion_matrix_figure, image_grid, save
-from src.core.settings import choice, integer, required
+from src.core.settings import Rule, choice, integer, required
 from src.training.callbacks import WorstMisclassified
 from src.training.checkpoints import LoadedCheckpoint, load_checkpoint
 from src.training.lit_module import LitLeNet5
@@ -36,7 +36,11 @@ SPLITS = {"test": "test images", "train": "training images", "val": "validation 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # the data and trainer groups as src.train checks them, and the command's own keys
-    rules = [integer("max_misclassified", 0), choice("split", SPLITS)]
+    rules = [
+        integer("max_misclassified", 0),
+        choice("split", SPLITS),
+        Rule("trainer.limit_test_batches", lambda v: v != 0, "must not be 0: src.eval would read no image"),
+    ]
     check_training_config(cfg, rules, required("ckpt_path", USAGE))
     split = cfg.split
     loaded = load_checkpoint(cfg.ckpt_path)

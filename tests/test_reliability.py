@@ -333,6 +333,9 @@ BAD_CONFIGS = [
     ("callbacks.first_layer_filters.every_n_epochs=0", "callbacks.first_layer_filters.every_n_epochs=0", ">= 1"),
     # three 2x2 poolings after 5x5 convs: 32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0, the size it reaches and the limit
     ("model.channels=[6,16,32]", "32 -> 28 -> 14 -> 10 -> 5 -> 1 -> 0 and vanishes at pool3", "at most 2 conv layers"),
+    # Lightning's own message for these ("in [0.0, 1.0] or an int") came as a traceback from inside the Trainer
+    ("trainer.limit_train_batches=-1", "trainer.limit_train_batches=-1", "an integer >= 0"),
+    ("trainer.limit_val_batches=1.5", "trainer.limit_val_batches=1.5", "a fraction in [0.0, 1.0]"),
 ]
 
 
@@ -341,6 +344,25 @@ def test_bad_value_is_named_with_what_is_allowed(override, named, allowed, cfg):
     with pytest.raises(ConfigError) as err:
         validate(cfg(override))
     assert named in str(err.value) and allowed in str(err.value)
+
+
+def test_a_squeeze_that_is_not_two_numbers_is_named_not_a_crash(cfg):
+    # the check of squeeze against the classic pipeline read it as a list first (TypeError: not iterable)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg("augment=affine", "augment.squeeze=1.1", "data.pipeline=classic"))
+    assert "augment.squeeze=1.1: must be two numbers > 0" in str(err.value)
+
+
+def test_eval_refuses_to_read_no_test_batch(tmp_path: Path):
+    # before: IndexError from src.eval's first line after trainer.test, which returned no metrics
+    result = run_module(
+        "src.eval",
+        f"ckpt_path={tmp_path / 'missing.ckpt'}",
+        "trainer.limit_test_batches=0",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "trainer.limit_test_batches=0: must not be 0" in result.stderr
 
 
 def test_arguments_the_optimizer_does_not_take_are_named(cfg):

@@ -53,6 +53,8 @@ def classic_distortions(cfg: DictConfig) -> list[str]:
     """torchvision's RandomAffine has no squeeze: the classic pipeline cannot draw the paper's distortions."""
     squeeze = OmegaConf.select(cfg, "augment.squeeze", default=[1, 1])
     shear = OmegaConf.select(cfg, "augment.shear", default=0)
+    if not OmegaConf.is_list(squeeze) and not isinstance(squeeze, list):
+        return []  # not two numbers: the augment.squeeze rule names it
     if OmegaConf.select(cfg, "data.pipeline") == "classic" and (list(squeeze) != [1, 1] or shear):
         return [
             f"augment.squeeze={list(squeeze)} and augment.shear={shear} with data.pipeline=classic: torchvision's "

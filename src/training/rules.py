@@ -45,6 +45,14 @@ TRAINING_RULES = [
         "must be a number > 0 (Muon's SGD-stepped rate / lr)",
     ),
     integer("trainer.max_epochs", 0),
+    *(
+        Rule(
+            f"trainer.limit_{split}_batches",
+            lambda v: v is None or (is_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1),
+            "must be null (all), a number of batches (an integer >= 0) or a fraction in [0.0, 1.0]",
+        )
+        for split in ("train", "val", "test")
+    ),
     Rule("trainer.gradient_clip_val", lambda v: v is None or (is_number(v) and v > 0), "must be null or a number > 0"),
     integer("seed"),
     Rule("label_smoothing", lambda v: is_number(v) and 0 <= v < 1, "must be a number in [0, 1)"),
