@@ -80,6 +80,15 @@ def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path, data_dir):
     assert rows["relu"]["status"] == rows["tanh"]["status"] == "completed"
 
 
+def test_the_report_without_runs_and_its_usage(tmp_path: Path):
+    empty = run_module("src.report", str(tmp_path))  # before: exit 1, the message as SystemExit's
+    assert empty.returncode == 2 and f"error: no training runs below {tmp_path}" in empty.stderr, empty.stderr
+    asked = run_module("src.report", "--help")  # before: exit 2, as for a mistake
+    assert asked.returncode == 0 and "python -m src.report <multirun folder | outputs/>" in asked.stdout
+    wrong = run_module("src.report", str(tmp_path), str(tmp_path))
+    assert wrong.returncode == 2 and "usage: python -m src.report" in wrong.stderr and "got 2 arguments" in wrong.stderr
+
+
 def test_seeds_are_aggregated_per_configuration(tmp_path: Path, data_dir):
     result = run_module(
         "src.train",

@@ -18,15 +18,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from src.core.errors import DiskFull
+from src.core.errors import DiskFull, UserError
 from src.core.storage import disk_full_cause, disk_full_message, unwritable_reason
 from src.report.sweep import write_sweep_report
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] in ("-h", "--help"):
+    if args in (["-h"], ["--help"]):
         print(__doc__)
+        return 0
+    if len(args) != 1:
+        print(f"usage: python -m src.report <multirun folder | outputs/> (got {len(args)} arguments)", file=sys.stderr)
         return 2
     folder = Path(args[0])
     if not folder.is_dir():
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = write_sweep_report(folder)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
     except Exception as exc:
         if (cause := disk_full_cause(exc)) is None:
             raise
