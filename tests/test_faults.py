@@ -97,6 +97,10 @@ def test_a_read_only_output_folder_is_refused_for_a_run_a_sweep_and_a_report(rea
     run = run_module("src.train", *TINY, f"hydra.run.dir={read_only_disk / 'run'}")
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert f"cannot create a file in {read_only_disk}: Read-only file system" in run.stderr
+    assert "paths.log_dir" not in run.stderr  # it would not move a folder given by hydra.run.dir=
+    # the default folder, under paths.log_dir: moving that is a way out
+    default = run_module("src.train", *TINY, f"paths.log_dir={read_only_disk / 'outputs'}")
+    assert default.returncode == 2 and "or set paths.log_dir=<a writable folder>" in default.stderr, default.stderr
 
     sweep = run_module("src.train", "-m", *TINY, "seed=1,2", f"hydra.sweep.dir={read_only_disk / 'sweep'}")
     assert sweep.returncode == 2 and "Traceback" not in sweep.stderr, sweep.stderr[-2000:]

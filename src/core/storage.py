@@ -95,9 +95,12 @@ class OutputFolderCheck(Callback):
         folder = OmegaConf.select(config, key)
         reason = unwritable_reason(folder)
         if reason is not None:
+            # paths.log_dir moves the folder only where the command line did not set it
+            given = any(str(o).startswith(f"{key}=") for o in OmegaConf.select(config, "hydra.overrides.hydra") or [])
+            way_out = "" if given else ", or set paths.log_dir=<a writable folder>"
             print(
                 f"Error: {key}={folder}: the output folder cannot be written ({reason}). Nothing was run. "
-                f"Point {key}= at a folder you can write, or set paths.log_dir=<a writable folder>.",
+                f"Point {key}= at a folder you can write{way_out}.",
                 file=sys.stderr,
             )
             sys.exit(2)
