@@ -485,12 +485,16 @@ def test_checkpoint_with_code_is_refused_not_run(tmp_path: Path, data_dir):
     assert "refused" in result.stderr and not marker.exists()
 
 
-@pytest.mark.parametrize("kind", ["missing", "not_a_checkpoint"])
+@pytest.mark.parametrize("kind", ["missing", "not_a_checkpoint", "text"])
 def test_bad_checkpoint_path_is_a_clear_error(kind, tmp_path: Path, data_dir):
     path = tmp_path / "model.ckpt"
     if kind == "not_a_checkpoint":
         path.write_bytes(os.urandom(4096))
+    elif kind == "text":  # torch.load's error for it is a bare KeyError: 174812789
+        path.write_text("junk\n")
     result = run_module("src.train", *TINY, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(path) in result.stderr
     assert ("no such checkpoint file" if kind == "missing" else "is not a readable checkpoint") in result.stderr
+    if kind == "text":
+        assert "not a whole file torch.save wrote: KeyError" in result.stderr, result.stderr[-2000:]

@@ -40,7 +40,10 @@ def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"and loading those could run code. Only checkpoints written by this project load ({exc.__class__.__name__})."
         ) from None
     except Exception as exc:  # a truncated file, a zip that is not a checkpoint, random bytes, ...
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a readable checkpoint: {exc}") from None
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is not a readable checkpoint (not a whole file torch.save wrote: "
+            f"{type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path={str(path)!r} is not a Lightning checkpoint (no state_dict)")
     return checkpoint
