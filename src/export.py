@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from src.core.entry_point import hydra_entry_point
-from src.core.errors import ExportCheckError, MissingDependencyError
+from src.core.errors import ConfigError, ExportCheckError, MissingDependencyError
 from src.core.settings import Rule, check, choice, integer, is_number, required
 from src.training.checkpoints import load_checkpoint
 
@@ -28,7 +28,7 @@ FORMATS = {"onnx": "lenet5.onnx", "torchscript": "lenet5.pt"}
 RULES = [
     choice("format", FORMATS),
     integer("check_images", 1, 10_000, note="the test set's size"),
-    integer("opset", 7),
+    integer("opset", 7, 20, note="the opsets torch.onnx's TorchScript-based exporter writes"),
     Rule("atol", lambda v: is_number(v) and v >= 0, "must be a number >= 0"),
     Rule("rtol", lambda v: is_number(v) and v >= 0, "must be a number >= 0"),
 ]
@@ -50,16 +50,19 @@ def export_onnx(
     # onnxscript. torch marks it deprecated, hence the silenced DeprecationWarning.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net,
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        try:
+            torch.onnx.export(
+                net,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
+        except torch.onnx.errors.UnsupportedOperatorError as exc:  # an operator newer than the opset asked for
+            raise ConfigError(f"opset={opset}: {exc}; a newer opset exports it (17 by default)") from None
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     for key, value in metadata.items():
@@ -112,12 +115,12 @@ def export(cfg: DictConfig) -> dict[str, float | str]:
             f"{rubbish}, the rubbish class's share left out (LeCun et al. 1998, section II.C)"
         )
         preprocessing["rubbish_logit"] = rubbish
-    (out / "lenet5.json").write_text(json.dumps(preprocessing, indent=2))
     metadata = {"preprocessing.json": json.dumps(preprocessing)}
     if cfg.format == "onnx":
         run = export_onnx(net, example, path, int(cfg.opset), metadata)
     else:
         run = export_torchscript(net, example, path, metadata)
+    (out / "lenet5.json").write_text(json.dumps(preprocessing, indent=2))  # once the model file is written
 
     max_diff, largest, agree, passed = 0.0, 0.0, 0.0, True
     for size in (*CHECK_BATCHES, len(images)):

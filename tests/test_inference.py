@@ -353,6 +353,17 @@ def test_export_matches_pytorch_on_real_test_images(fmt: str, either_network: di
     assert described.get("rubbish_logit") == getattr(loaded.net, "rubbish_logit", None)  # how to read the outputs
 
 
+def test_an_opset_that_cannot_hold_the_network_is_named_and_nothing_is_written(lecun1998_run, tmp_path: Path):
+    # opset 8 predates im2col (11), which LeNet1998's sparse C3 exports to; 99 is past what torch.onnx writes
+    for opset, fragment in ((8, "opset=8: "), (99, "opset=99: must be an integer in 7..20")):
+        folder = tmp_path / str(opset)
+        result = run_module(
+            "src.export", f"ckpt_path={lecun1998_run.ckpt}", "format=onnx", f"opset={opset}", f"hydra.run.dir={folder}"
+        )
+        assert_clean_failure(result, fragment)
+        assert not (folder / "lenet5.json").exists() and not (folder / "lenet5.onnx").exists()
+
+
 @pytest.mark.parametrize("missing", ["state_dict", "hyper_parameters", "MNISTDataModule"])
 def test_checkpoints_not_written_by_train_are_refused(missing: str, trained: dict, tmp_path: Path):
     checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
