@@ -357,6 +357,10 @@ def test_a_busy_port_is_refused_before_a_checkpoint_is_trained(tmp_path: Path):
         )
     assert_refused(result, f"port={port}: cannot listen there", "port=0 picks a free port")
     assert "training one first" not in result.stdout
+    # an address this machine does not have (TEST-NET-1): another port would not help, so none is offered
+    elsewhere = run_module("src.demo", "host=192.0.2.1", f"hydra.run.dir={tmp_path / 'elsewhere'}", timeout=60)
+    assert_refused(elsewhere, "host=192.0.2.1 port=8000: cannot listen there")
+    assert "port=0" not in elsewhere.stderr
 
 
 def copy_run(run: Path, to: Path, status: str) -> None:

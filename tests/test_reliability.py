@@ -167,6 +167,25 @@ def test_resume_refuses_a_different_recipe(where: str, tmp_path: Path, data_dir)
     assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == record
 
 
+def test_a_run_refused_in_an_earlier_runs_folder_leaves_its_record(tmp_path: Path, data_dir):
+    """Refusals other than a bad value (a checkpoint that cannot be read), and a relative run folder with
+    hydra.job.chdir=true (the task runs inside the folder): the earlier run's .hydra/ and metrics.json stay."""
+    assert run_module("src.train", *TINY, "test=false", f"hydra.run.dir={tmp_path / 'run'}").returncode == 0
+    record = {p: p.read_bytes() for p in [*(tmp_path / "run" / ".hydra").iterdir(), tmp_path / "run" / "metrics.json"]}
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_text("junk\n")
+    result = run_module(
+        "src.train",
+        *TINY,
+        f"resume={tmp_path / 'run'}",
+        "hydra.run.dir=run",
+        "hydra.job.chdir=true",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2 and "is not a readable checkpoint" in result.stderr, result.stderr[-3000:]
+    assert {p: p.read_bytes() for p in record} == record
+
+
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path):
     import random as pyrandom
 
@@ -349,8 +368,14 @@ def test_bad_value_is_named_with_what_is_allowed(override, named, allowed, cfg):
 def test_a_squeeze_that_is_not_two_numbers_is_named_not_a_crash(cfg):
     # the check of squeeze against the classic pipeline read it as a list first (TypeError: not iterable)
     with pytest.raises(ConfigError) as err:
-        validate(cfg("augment=affine", "augment.squeeze=1.1", "data.pipeline=classic"))
+        validate(cfg("augment=affine", "augment.squeeze=1.1", "augment.shear=0.5", "data.pipeline=classic"))
     assert "augment.squeeze=1.1: must be two numbers > 0" in str(err.value)
+    assert "augment.shear=0.5 with data.pipeline=classic" in str(err.value)  # every problem at once
+
+
+def test_batch_limits_lightning_takes_are_accepted(cfg):
+    # Lightning reads a whole float over 1 as a number of batches, and a float up to 1 as a fraction
+    validate(cfg("trainer.limit_train_batches=10.0", "trainer.limit_val_batches=0.25", "trainer.limit_test_batches=3"))
 
 
 def test_eval_refuses_to_read_no_test_batch(tmp_path: Path):

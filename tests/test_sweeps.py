@@ -69,12 +69,15 @@ def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path, data_dir):
     result = run_module("src.train", "-m", "model.activation=relu,swish,tanh", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode != 0  # Hydra reports the failure at the end...
     assert [p.name.split("_")[0] for p in sweep_jobs(tmp_path)] == ["0", "1", "2"]  # ...after running every job
-    # another command's folder among the runs (as under outputs/) is not a run of the sweep
+    # another command's folder among the runs (as under outputs/) is not a run; a renamed training run is one
     assert run_module("src.summary", f"hydra.run.dir={tmp_path / 'summary'}").returncode == 0
+    renamed = run_module("src.train", *TINY, "test=false", "task_name=mine", f"hydra.run.dir={tmp_path / 'mine'}")
+    assert renamed.returncode == 0, renamed.stderr[-3000:]
     assert run_module("src.report", str(tmp_path)).returncode == 0
     with open(tmp_path / "report.csv") as f:
         listed = list(csv.DictReader(f))
-    assert len(listed) == 3, [r["run"] for r in listed]
+    assert sorted(r["run"] for r in listed)[-1] == "mine" and len(listed) == 4, [r["run"] for r in listed]
+    listed = [r for r in listed if r["run"] != "mine"]
     rows = {r["model.activation"]: r for r in listed}
     assert rows["swish"]["status"].startswith("FAILED") and "model.activation='swish'" in rows["swish"]["status"]
     assert rows["relu"]["status"] == rows["tanh"]["status"] == "completed"

@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from src.core.config import CONFIG_DIR
-from src.core.errors import ConfigError, DiskFull, UserError
+from src.core.errors import REFUSALS, DiskFull, UserError
 from src.core.runs import restore_earlier_record
 from src.core.storage import disk_full_cause, disk_full_message
 
@@ -54,7 +54,7 @@ def run_entry_point(
         if isinstance(exc, UserError):
             log.error("%s", exc)
             if HydraConfig.get().mode == RunMode.RUN:
-                if isinstance(exc, ConfigError):  # refused before any work: an earlier run's folder keeps its record
+                if isinstance(exc, REFUSALS):  # refused before any work: an earlier run's folder keeps its record
                     restore_earlier_record()
                 sys.exit(exc.exit_status)
         raise

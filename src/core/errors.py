@@ -47,6 +47,10 @@ class ExportCheckError(UserError, RuntimeError):
     """The exported model's outputs differ from PyTorch's beyond the tolerance."""
 
 
+# What refuses a run before any work: a value, a checkpoint, the data (a full disk or a divergence come later)
+REFUSALS = (ConfigError, CheckpointError, DataNotFoundError, DataIntegrityError)
+
+
 class DiskFull(UserError, OSError):
     """No space left (or the quota reached) where the run writes. Its own exit status, 74 (sysexits' EX_IOERR), tells
     it apart from a refused value (2) and a training failure (1)."""

@@ -26,17 +26,18 @@ GRAD_NORM_TAG = "diagnostics/grad_norm/"
 
 
 def find_runs(folder: Path) -> list[Path]:
-    """Every training run in or below ``folder`` (a folder whose ``.hydra/config.yaml`` is src.train's), in a stable
+    """Every training run in or below ``folder`` (a folder with ``.hydra/config.yaml``, made by src.train), in a stable
     order; the other commands' folders beside them (``outputs/eval/...``) are not runs."""
     configs = Path(folder).rglob(".hydra/config.yaml")
-    return sorted({p.parent.parent for p in configs if _task_name(p) in ("train", None)}, key=str)
+    return sorted({p.parent.parent for p in configs if _command(p.parent) in ("train", None)}, key=str)
 
 
-def _task_name(config: Path) -> str | None:
-    """The command a run folder is of (``task_name``; None in a config without one)."""
+def _command(record: Path) -> str | None:
+    """The config a run folder's command composed (``train`` for src.train: Hydra's ``job.config_name``, which a
+    ``task_name=`` override leaves as it is); None where its ``hydra.yaml`` cannot say."""
     try:
-        return (yaml.safe_load(config.read_text()) or {}).get("task_name")
-    except (OSError, yaml.YAMLError, AttributeError):
+        return yaml.safe_load((record / "hydra.yaml").read_text())["hydra"]["job"]["config_name"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
 
 
@@ -77,8 +78,8 @@ class EarlierRecord(Callback):
         folder, subdir = OmegaConf.select(config, "hydra.run.dir"), OmegaConf.select(config, "hydra.output_subdir")
         if folder is None or subdir is None or not (Path(folder) / subdir / "config.yaml").is_file():
             return  # a new folder: the refused run's own record is what it should keep
-        record = Path(folder) / subdir
-        for path in [*(record / name for name in HYDRA_RECORD), Path(folder) / RECORD]:
+        record = Path(folder).absolute() / subdir  # absolute: hydra.job.chdir=true moves the task into the folder
+        for path in [*(record / name for name in HYDRA_RECORD), record.parent / RECORD]:
             _earlier_record[path] = path.read_bytes() if path.is_file() else None
 
 

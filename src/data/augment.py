@@ -52,12 +52,12 @@ AUGMENT_RULES = [  # the `augment` group's values, checked by src.train before a
 def classic_distortions(cfg: DictConfig) -> list[str]:
     """torchvision's RandomAffine has no squeeze: the classic pipeline cannot draw the paper's distortions."""
     squeeze = OmegaConf.select(cfg, "augment.squeeze", default=[1, 1])
+    squeeze = list(squeeze) if OmegaConf.is_list(squeeze) or isinstance(squeeze, list) else squeeze
     shear = OmegaConf.select(cfg, "augment.shear", default=0)
-    if not OmegaConf.is_list(squeeze) and not isinstance(squeeze, list):
-        return []  # not two numbers: the augment.squeeze rule names it
-    if OmegaConf.select(cfg, "data.pipeline") == "classic" and (list(squeeze) != [1, 1] or shear):
+    squeezes = isinstance(squeeze, list) and squeeze != [1, 1]  # not a list: the augment.squeeze rule names it
+    if OmegaConf.select(cfg, "data.pipeline") == "classic" and (squeezes or shear):
         return [
-            f"augment.squeeze={list(squeeze)} and augment.shear={shear} with data.pipeline=classic: torchvision's "
+            f"augment.squeeze={squeeze} and augment.shear={shear} with data.pipeline=classic: torchvision's "
             f"transforms have no squeeze; use data.pipeline=tensor, or augment.squeeze=[1,1] augment.shear=0"
         ]
     return []

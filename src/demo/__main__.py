@@ -8,6 +8,7 @@ with the readings of src/demo/readout.py.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import subprocess
@@ -50,7 +51,7 @@ RULES = [
 def serve(cfg: DictConfig) -> None:
     check(cfg, RULES)  # before any work
     host = cfg.host.strip()
-    sock = bind(host, cfg.port)  # a busy port is told now, not after a checkpoint is trained or loaded
+    sock = listen(host, cfg.port)  # a busy port is told now, not after a checkpoint is trained or loaded
     import torch
     import uvicorn
 
@@ -71,7 +72,6 @@ def serve(cfg: DictConfig) -> None:
     torch.set_num_threads(1)
     app = create_app(model, cfg.max_body_bytes, host)
 
-    sock.listen(128)
     port = sock.getsockname()[1]
     accuracy = model.describe()["test_set"]
     print(
@@ -128,17 +128,20 @@ def run_info(ckpt: Path) -> dict[str, Any]:
     return info
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to the address (port 0: one the system picks), so that the address printed is the one served;
-    the caller listens on it once the page can answer."""
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: one the system picks), so that the address printed is the one served. Taken before
+    the checkpoint is loaded (or trained): a browser that comes early waits in the queue until the page answers."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(128)
     except OSError as exc:
+        busy = exc.errno in (errno.EADDRINUSE, errno.EACCES)
         raise UserError(
-            f"host={host} port={port}: cannot listen there ({exc.strerror or exc}); port=0 picks a free port"
+            f"host={host} port={port}: cannot listen there ({exc.strerror or exc})"
+            + ("; port=0 picks a free port" if busy else "")
         ) from None
     return sock
 

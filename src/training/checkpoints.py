@@ -39,6 +39,8 @@ def safe_load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"ckpt_path={str(path)!r} was refused: it holds Python objects other than tensors and plain containers, "
             f"and loading those could run code. Only checkpoints written by this project load ({exc.__class__.__name__})."
         ) from None
+    except OSError as exc:  # a file that cannot be read (permissions, a failing disk)
+        raise CheckpointError(f"ckpt_path={str(path)!r} cannot be read ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # a truncated file, a zip that is not a checkpoint, random bytes, ...
         raise CheckpointError(
             f"ckpt_path={str(path)!r} is not a readable checkpoint (not a whole file torch.save wrote: "

@@ -48,7 +48,8 @@ TRAINING_RULES = [
     *(
         Rule(
             f"trainer.limit_{split}_batches",
-            lambda v: v is None or (is_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1),
+            # Lightning's own reading: a float over 1 that is whole counts batches (10.0 as 10)
+            lambda v: v is None or (is_int(v) and v >= 0) or (isinstance(v, float) and (0 <= v <= 1 or v.is_integer())),
             "must be null (all), a number of batches (an integer >= 0) or a fraction in [0.0, 1.0]",
         )
         for split in ("train", "val", "test")
