@@ -62,7 +62,7 @@ def export_onnx(
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
             )
         except torch.onnx.errors.UnsupportedOperatorError as exc:  # an operator newer than the opset asked for
-            raise ConfigError(f"opset={opset}: {exc}; a newer opset exports it (17 by default)") from None
+            raise ConfigError(f"opset={opset}: {exc}; a newer opset exports it") from None
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     for key, value in metadata.items():

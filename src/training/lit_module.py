@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -21,7 +21,7 @@ from src.models.networks import build_network
 from src.training.adversarial import adversarial_batch
 from src.training.callbacks.curvature import SDLMCurvature
 from src.training.muon import Muon
-from src.training.sdlm import SDLM
+from src.training.sdlm import is_sdlm
 
 STAGES = ("train", "val", "test")
 
@@ -239,7 +239,7 @@ class LitLeNet5(L.LightningModule):
         # for the test after a fit, Lightning would report it as replacing a callback passed to the Trainer.
         if self.trainer.state.fn != TrainerFn.FITTING:
             return []
-        return [SDLMCurvature()] if issubclass(get_class(self.hparams.optimizer["_target_"]), SDLM) else []
+        return [SDLMCurvature()] if is_sdlm(self.hparams.optimizer["_target_"]) else []
 
     def configure_optimizers(self) -> Any:
         optimizer_fn = instantiate(self.hparams.optimizer)

@@ -22,7 +22,7 @@ from src.training.adversarial import ADVERSARIAL_RULES
 from src.training.callbacks.diagnostics import DIAGNOSTICS_RULES
 from src.training.callbacks.tensorboard import TENSORBOARD_RULES
 from src.training.curvature import CURVATURES, SOURCES
-from src.training.sdlm import SDLM
+from src.training.sdlm import is_sdlm
 from src.training.trackers import tracker_problems
 
 TRAINING_RULES = [
@@ -128,11 +128,7 @@ def finder_problems(cfg: DictConfig) -> list[str]:
             "lr_find.enabled=false"
         )
     target = OmegaConf.select(cfg, "optimizer._target_")
-    try:
-        sdlm = issubclass(get_class(target), SDLM)
-    except Exception:  # not importable: unknown_arguments names it
-        sdlm = False
-    if sdlm:
+    if is_sdlm(target):
         problems.append(
             f"lr_find.enabled=true with optimizer._target_={target}: SDLM steps only after its first curvature "
             f"estimate, made as training starts, after the finder's trial steps; use lr_find.enabled=false "

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+from hydra.utils import get_class
 from torch import Tensor
 
 from src.training.curvature import CURVATURES, SOURCES
@@ -81,3 +82,12 @@ class SDLM(torch.optim.Optimizer):
             denominators = torch._foreach_add([self.state[p]["curvature"] for p in params], group["mu"])
             torch._foreach_addcdiv_(params, [p.grad for p in params], denominators, value=-group["lr"])
         return loss
+
+
+def is_sdlm(target: str | None) -> bool:
+    """Whether an optimizer's ``_target_`` is SDLM or a subclass of it: what needs the curvature callback, and what
+    Lightning's lr finder cannot step. False for a target that cannot be imported (the config check names it)."""
+    try:
+        return issubclass(get_class(target), SDLM)
+    except Exception:
+        return False
